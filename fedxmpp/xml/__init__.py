@@ -1,0 +1,1 @@
+"""XML for XMPP: the safe stream parser, serialisation, namespaces, errors and JIDs."""
