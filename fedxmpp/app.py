@@ -1,0 +1,120 @@
+"""The composition root: storage, hooks, router, features and listeners in one service.
+
+``twistd fedxmpp`` builds through :func:`build`, and so do the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from fedxmpp import features
+from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
+from fedxmpp.config import Config
+from fedxmpp.hooks import Hooks
+from fedxmpp.im.delivery import LocalDelivery
+from fedxmpp.im.sessions import SessionManager
+from fedxmpp.router import Router
+from fedxmpp.storage import Storage, open_storage
+from fedxmpp.tls import CertificateStore
+from fedxmpp.xml.errors import StreamError
+
+log = Logger()
+
+# Seconds that shutdown waits for clients to read their closing stream error.
+SHUTDOWN_GRACE = 3.0
+
+
+class FedXmpp(MultiService):
+    """One server process: every transport around one router."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.hooks = Hooks()
+        self.router = Router(config.server.domains)
+        self.sessions = SessionManager()
+        self.delivery = LocalDelivery(self.hooks, self.sessions, self.router)
+        self.router.set_local(self.delivery)
+        for feature in features.ENABLED:
+            feature.register(self.hooks)
+        self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
+                                             self_signed=config.tls.self_signed)
+        self.certificates.load()
+        self.storage: Storage | None = None
+        self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.router,
+                              hooks=self.hooks, sessions=self.sessions, accounts=None,
+                              certificates=self.certificates, clock=reactor)
+        self.c2s_factory = C2SFactory(self.c2s)
+        self.ports: list[Any] = []
+        self.ready: defer.Deferred[None] = defer.Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        d = defer.Deferred.fromCoroutine(self._start())
+        d.addErrback(self._failed_to_start)
+        d.chainDeferred(self.ready)
+
+    async def _start(self) -> None:
+        self.storage = await open_storage(self.config, self.reactor)
+        self.c2s.accounts = self.storage.accounts
+        for key, factory in (("listen", self.c2s_factory),
+                             ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
+            for description in getattr(self.config.c2s, key):
+                try:
+                    port = await serverFromString(self.reactor, description).listen(factory)
+                except CannotListenError as e:
+                    raise StartupError(f"c2s.{key}: cannot listen on {description!r}: {e.socketError}") from None
+                self.ports.append(port)
+                log.info("Listening for clients ({kind}) on {address}",
+                         kind="STARTTLS" if key == "listen" else "direct TLS", address=port.getHost())
+        log.info("fedxmpp serving {domains}", domains=", ".join(self.config.server.domains))
+
+    def _failed_to_start(self, failure: Any) -> None:
+        if failure.check(StartupError):
+            log.critical("fedxmpp: {problem}", problem=failure.value)
+        else:
+            log.failure("fedxmpp failed to start", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    async def _stop(self) -> None:
+        await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
+        self.ports.clear()
+        streams = list(self.c2s_factory.streams)
+        for stream in streams:
+            stream.fail(StreamError("system-shutdown", "The server is shutting down"))
+        waited = 0.0
+        while self.c2s_factory.streams and waited < SHUTDOWN_GRACE:
+            await _sleep(self.reactor, 0.05)
+            waited += 0.05
+        for stream in list(self.c2s_factory.streams):
+            stream.transport.abortConnection()
+        if self.storage is not None:
+            self.storage.close()
+            self.storage = None
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self._stop())
+
+
+class StartupError(Exception):
+    """Start-up could not complete; the message is for the operator."""
+
+
+def _sleep(clock: Any, seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    clock.callLater(seconds, d.callback, None)
+    return d
+
+
+def build(config: Config, reactor: Any) -> FedXmpp:
+    """The whole server for *config*, ready to be started."""
+    return FedXmpp(config, reactor)

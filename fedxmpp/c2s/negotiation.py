@@ -1,0 +1,265 @@
+"""Client stream negotiation (RFC 6120 §5-§7): STARTTLS, then SASL, then bind.
+
+Each stage offers its features and accepts only its own elements; a stanza
+before authentication is a ``<not-authorized/>`` stream error.  Once a resource
+is bound the stream belongs to a :class:`~fedxmpp.c2s.session.ClientSession`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from typing import TYPE_CHECKING
+
+from twisted.internet import defer, interfaces
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.xish import domish
+
+from fedxmpp.c2s import sasl
+from fedxmpp.c2s.session import ClientSession
+from fedxmpp.stream.xmlstream import ServerStream
+from fedxmpp.tls import channel_bindings
+from fedxmpp.xml import ns
+from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
+from fedxmpp.xml.jid import JID, InvalidJID, prep_domain, prep_resource
+
+if TYPE_CHECKING:
+    from fedxmpp.c2s.service import C2SContext
+
+log = Logger()
+
+# Base64 of the largest SASL message we read; SCRAM messages are far smaller.
+MAX_SASL_DATA = 16384
+
+
+class Stage(enum.Enum):
+    TLS = "tls"
+    SASL = "sasl"
+    BIND = "bind"
+    BOUND = "bound"
+
+
+class ClientStreamHandler:
+    """The c2s meaning of a :class:`ServerStream`, from header to bound session."""
+
+    def __init__(self, ctx: C2SContext) -> None:
+        self.ctx = ctx
+        self.stage = Stage.TLS
+        self.user: str | None = None
+        self.session: ClientSession | None = None
+        self._mechanism: sasl.Mechanism | None = None
+        self._offered: list[str] = []
+        self._bindings: dict[str, bytes] = {}
+        self._sasl_busy = False
+        self._failures = 0
+
+    # -- StreamHandler ----------------------------------------------------------------
+
+    def stream_opened(self, stream: ServerStream, root: domish.Element) -> str:
+        if interfaces.ISSLTransport.providedBy(stream.transport) and self.stage is Stage.TLS:
+            self.stage = Stage.SASL
+        to = root.getAttribute("to")
+        if not to:
+            raise StreamError("host-unknown", "The stream header names no domain ('to')")
+        try:
+            domain = prep_domain(to)
+        except InvalidJID:
+            raise StreamError("host-unknown", "Not a domain") from None
+        if domain not in self.ctx.domains:
+            raise StreamError("host-unknown", "This server does not host that domain")
+        if stream.domain and stream.domain != domain and self.stage is not Stage.SASL:
+            raise StreamError("host-unknown", "The domain changed during negotiation")
+        return domain
+
+    def features(self, stream: ServerStream) -> domish.Element:
+        features = domish.Element((ns.STREAMS, "features"))
+        if self.stage is Stage.TLS:
+            tls = features.addElement((ns.TLS, "starttls"))
+            tls.addElement("required")
+        elif self.stage is Stage.SASL:
+            self._bindings = channel_bindings(stream.transport.getHandle())
+            self._offered = sasl.offered_mechanisms(tls=True, channel_bindings=self._bindings,
+                                                    allow_plain=self.ctx.config.auth.allow_plain)
+            mechs = features.addElement((ns.SASL, "mechanisms"))
+            for name in self._offered:
+                mechs.addElement("mechanism", content=name)
+            if self._bindings:
+                cb = features.addElement((ns.SASL_CB, "sasl-channel-binding"))
+                for kind in self._bindings:
+                    cb.addElement("channel-binding")["type"] = kind
+        elif self.stage is Stage.BIND:
+            features.addElement((ns.BIND, "bind"))
+            features.addElement((ns.SESSION, "session")).addElement("optional")
+            self.ctx.hooks.fire("c2s/features", features)
+        return features
+
+    def element_received(self, stream: ServerStream, element: domish.Element) -> None:
+        if self.stage is Stage.BOUND:
+            assert self.session is not None
+            self.session.element_received(element)
+        elif self.stage is Stage.TLS:
+            self._tls_stage(stream, element)
+        elif self.stage is Stage.SASL:
+            self._sasl_stage(stream, element)
+        else:
+            self._bind_stage(stream, element)
+
+    def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
+        if self.session is not None:
+            self.session.ended()
+            self.session = None
+
+    # -- STARTTLS (RFC 6120 §5) ---------------------------------------------------------
+
+    def _tls_stage(self, stream: ServerStream, element: domish.Element) -> None:
+        if element.uri == ns.TLS and element.name == "starttls":
+            stream.write(f"<proceed xmlns='{ns.TLS}'/>")
+            stream.transport.startTLS(self.ctx.certificates.server_creator())
+            stream.restart()
+        elif element.uri == ns.SASL and element.name == "auth":
+            self._sasl_failure(stream, "encryption-required", "Negotiate TLS first")
+        else:
+            stream.fail(StreamError("policy-violation" if element.uri != ns.CLIENT else "not-authorized",
+                                    "TLS is required before anything else"))
+
+    # -- SASL (RFC 6120 §6) ---------------------------------------------------------------
+
+    def _sasl_stage(self, stream: ServerStream, element: domish.Element) -> None:
+        if element.uri != ns.SASL:
+            if element.uri == ns.CLIENT:
+                stream.fail(StreamError("not-authorized", "Authenticate first"))
+            else:
+                stream.fail(StreamError("policy-violation", "Unexpected element during authentication"))
+            return
+        if self._sasl_busy:
+            stream.fail(StreamError("policy-violation", "Wait for the server's answer"))
+            return
+        if element.name == "auth":
+            name = element.getAttribute("mechanism", "")
+            try:
+                self._mechanism = sasl.create_mechanism(
+                    name, domain=stream.domain, accounts=self.ctx.accounts,
+                    channel_bindings=self._bindings, offered=self._offered)
+            except KeyError:
+                self._sasl_failure(stream, "invalid-mechanism", None)
+                return
+            self._sasl_step(stream, element)
+        elif element.name == "response":
+            if self._mechanism is None:
+                self._sasl_failure(stream, "malformed-request", "No authentication in progress")
+                return
+            self._sasl_step(stream, element)
+        elif element.name == "abort":
+            self._mechanism = None
+            self._sasl_failure(stream, "aborted", None)
+        else:
+            stream.fail(StreamError("unsupported-stanza-type", f"Unknown SASL element <{element.name}/>"))
+
+    def _sasl_step(self, stream: ServerStream, element: domish.Element) -> None:
+        text = str(element).strip()
+        data: bytes | None
+        if element.name == "auth" and not text:
+            data = None
+        elif text == "=":
+            data = b""
+        else:
+            if len(text) > MAX_SASL_DATA:
+                self._mechanism = None
+                self._sasl_failure(stream, "malformed-request", "Too much data")
+                return
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                self._mechanism = None
+                self._sasl_failure(stream, "incorrect-encoding", None)
+                return
+        mechanism = self._mechanism
+        assert mechanism is not None
+        self._sasl_busy = True
+        d = defer.Deferred.fromCoroutine(mechanism.step(data))
+        d.addCallback(self._sasl_result, stream, mechanism)
+        d.addErrback(self._sasl_error, stream)
+
+    def _sasl_result(self, result: object, stream: ServerStream, mechanism: sasl.Mechanism) -> None:
+        self._sasl_busy = False
+        if stream.closed or mechanism is not self._mechanism:
+            return
+        if isinstance(result, sasl.Challenge):
+            stream.write(f"<challenge xmlns='{ns.SASL}'>{_b64(result.data)}</challenge>")
+        elif isinstance(result, sasl.Success):
+            self._mechanism = None
+            self.user = result.user
+            self.stage = Stage.BIND
+            extra = _b64(result.data) if result.data is not None else ""
+            stream.write(f"<success xmlns='{ns.SASL}'>{extra}</success>")
+            log.info("Authenticated {user}@{domain} with {mechanism}", user=result.user, domain=stream.domain,
+                     mechanism=mechanism.name)
+            stream.restart()
+        elif isinstance(result, sasl.Failure):
+            self._mechanism = None
+            self._sasl_failure(stream, result.condition, result.text)
+
+    def _sasl_error(self, failure: Failure, stream: ServerStream) -> None:
+        self._sasl_busy = False
+        self._mechanism = None
+        log.failure("SASL step failed", failure)
+        self._sasl_failure(stream, "temporary-auth-failure", None)
+
+    def _sasl_failure(self, stream: ServerStream, condition: str, text: str | None) -> None:
+        failure = domish.Element((ns.SASL, "failure"))
+        failure.addElement(condition)
+        if text:
+            failure.addElement("text", content=text)
+        stream.send(failure)
+        if condition in ("aborted", "encryption-required", "invalid-mechanism"):
+            return
+        self._failures += 1
+        if self._failures >= self.ctx.config.auth.max_attempts:
+            stream.fail(StreamError("policy-violation", "Too many failed authentication attempts"))
+
+    # -- resource binding (RFC 6120 §7) and legacy session ---------------------------------
+
+    def _bind_stage(self, stream: ServerStream, element: domish.Element) -> None:
+        if element.uri != ns.CLIENT or element.name != "iq":
+            stream.fail(StreamError("not-authorized", "Bind a resource first"))
+            return
+        bind = _child(element, ns.BIND, "bind")
+        if element.getAttribute("type") != "set" or bind is None:
+            reply = error_reply(element, StanzaError("not-authorized", "Bind a resource first"))
+            stream.send(reply)
+            return
+        resource: str | None = None
+        res = _child(bind, None, "resource")
+        if res is not None and str(res).strip():
+            try:
+                resource = prep_resource(str(res).strip())
+            except InvalidJID:
+                stream.send(error_reply(element, StanzaError("bad-request", "Not a valid resource")))
+                return
+        assert self.user is not None and stream.domain is not None
+        bare = JID(self.user, stream.domain)
+        self.session = ClientSession(stream, self.ctx, bare)
+        jid = self.ctx.sessions.bind(self.session, resource)
+        self.stage = Stage.BOUND
+        stream.negotiated()
+        result = domish.Element((ns.CLIENT, "iq"))
+        result["type"] = "result"
+        if element.getAttribute("id") is not None:
+            result["id"] = element["id"]
+        result.addElement((ns.BIND, "bind")).addElement("jid", content=jid.full())
+        stream.send(result)
+        log.info("Bound {jid}", jid=jid.full())
+        self.ctx.hooks.fire("c2s/session-bound", self.session)
+
+
+def _child(element: domish.Element, uri: str | None, name: str) -> domish.Element | None:
+    for child in element.elements():
+        if child.name == name and (uri is None or child.uri == uri):
+            return child
+    return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode() if data else "="

@@ -1,0 +1,56 @@
+"""The client-to-server listeners: STARTTLS ports and XEP-0368 direct TLS ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import interfaces
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from fedxmpp.c2s.negotiation import ClientStreamHandler
+from fedxmpp.config import Config
+from fedxmpp.hooks import Hooks
+from fedxmpp.router import Router
+from fedxmpp.stream.xmlstream import ServerStream
+from fedxmpp.tls import CertificateStore
+from fedxmpp.xml import ns
+
+
+@dataclass
+class C2SContext:
+    """Everything a client stream needs, injected once by the application."""
+
+    config: Config
+    domains: frozenset[str]
+    router: Router
+    hooks: Hooks
+    sessions: Any  # fedxmpp.im.sessions.SessionManager; transports do not import im
+    accounts: Any  # fedxmpp.storage.AccountStore
+    certificates: CertificateStore
+    clock: interfaces.IReactorTime
+
+
+class C2SFactory(Factory):
+    """Builds a :class:`ServerStream` with a client handler per connection and
+    remembers the live ones so that shutdown can close them cleanly."""
+
+    def __init__(self, ctx: C2SContext) -> None:
+        self.ctx = ctx
+        self.streams: set[ServerStream] = set()
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        c2s = self.ctx.config.c2s
+        stream = ServerStream(ClientStreamHandler(self.ctx), content_ns=ns.CLIENT, limits=self.ctx.config.limits,
+                              clock=self.ctx.clock, negotiation_timeout=c2s.auth_timeout,
+                              idle_timeout=c2s.idle_timeout, keepalive_interval=c2s.keepalive_interval,
+                              on_lost=self.streams.discard)
+        stream.factory = self
+        self.streams.add(stream)
+        return stream
+
+
+def direct_tls_factory(factory: C2SFactory, certificates: CertificateStore) -> TLSMemoryBIOFactory:
+    """Wrap *factory* in TLS from the first byte (XEP-0368), ALPN 'xmpp-client'."""
+    return TLSMemoryBIOFactory(certificates.server_creator(alpn=[b"xmpp-client"]), False, factory)

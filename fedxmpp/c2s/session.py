@@ -1,0 +1,127 @@
+"""A bound client session: checks and stamps what the client sends, then routes it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from twisted.words.xish import domish
+
+from fedxmpp.xml import ns
+from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
+from fedxmpp.xml.jid import JID, InvalidJID
+
+if TYPE_CHECKING:
+    from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.stream.xmlstream import ServerStream
+
+log = Logger()
+
+STANZAS = frozenset({"message", "presence", "iq"})
+IQ_TYPES = frozenset({"get", "set", "result", "error"})
+
+
+class ClientSession:
+    """The :class:`~fedxmpp.session.Session` of a client with a bound resource."""
+
+    kind = "c2s"
+
+    def __init__(self, stream: ServerStream, ctx: C2SContext, bare: JID) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.bare = bare
+        self.address = bare  # the full JID once bound
+        # RFC 6121 availability: set by the client's undirected presence.
+        self.available = False
+        self.priority = 0
+        self.presence: domish.Element | None = None
+        self.replaced = False
+
+    # -- Session ------------------------------------------------------------------
+
+    def send(self, stanza: domish.Element) -> None:
+        self.stream.send(stanza)
+
+    def close(self, error: StreamError | None = None) -> None:
+        if error is not None:
+            self.stream.fail(error)
+        else:
+            self.stream.close()
+
+    # -- from the client ------------------------------------------------------------
+
+    def element_received(self, element: domish.Element) -> None:
+        if element.uri != ns.CLIENT or element.name not in STANZAS:
+            if not self.ctx.hooks.fire("c2s/nonza", (self, element)):
+                self.stream.fail(StreamError("unsupported-stanza-type", f"<{element.name}/> is not a stanza"))
+            return
+        stype = element.getAttribute("type")
+        frm = element.getAttribute("from")
+        if frm is not None and frm != self.address._full:
+            try:
+                claimed = JID.parse(frm)
+            except InvalidJID:
+                claimed = None
+            if claimed != self.address and claimed != self.bare:
+                self.stream.fail(StreamError("invalid-from", "'from' must be your own address"))
+                return
+        element["from"] = self.address._full
+
+        to_attr = element.getAttribute("to")
+        if to_attr is None:
+            to = self.bare
+        else:
+            try:
+                to = JID.parse(to_attr)
+            except InvalidJID:
+                self._reject(element, StanzaError("jid-malformed", "'to' is not a valid address"))
+                return
+
+        if element.name == "iq":
+            if not self._valid_iq(element, stype):
+                return
+            if stype == "set" and (to_attr is None or to == self.bare.domain) and _legacy_session(element):
+                self._reply_result(element)
+                return
+        self.ctx.router.route(element, self.address, to)
+
+    def _valid_iq(self, element: domish.Element, stype: str | None) -> bool:
+        if stype not in IQ_TYPES or not element.getAttribute("id"):
+            self._reject(element, StanzaError("bad-request", "An iq needs an 'id' and a valid 'type'"))
+            return False
+        if stype in ("get", "set"):
+            payload = [c for c in element.elements()]
+            if len(payload) != 1:
+                self._reject(element, StanzaError("bad-request", "An iq request carries exactly one payload"))
+                return False
+        return True
+
+    def _reject(self, element: domish.Element, error: StanzaError) -> None:
+        if element.getAttribute("type") == "error":
+            return
+        reply = error_reply(element, error)
+        reply["to"] = self.address._full
+        if "from" in reply.attributes and element.getAttribute("to") is None:
+            del reply["from"]
+        self.send(reply)
+
+    def _reply_result(self, element: domish.Element) -> None:
+        result = domish.Element((ns.CLIENT, "iq"))
+        result["type"] = "result"
+        result["id"] = element["id"]
+        result["to"] = self.address._full
+        self.send(result)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def ended(self) -> None:
+        """The stream is gone: leave the session table and tell the features."""
+        self.ctx.sessions.unbind(self)
+        self.ctx.hooks.fire("c2s/session-ended", self)
+
+
+def _legacy_session(element: domish.Element) -> bool:
+    """RFC 3921 §3 session establishment, which RFC 6121 makes a no-op."""
+    for child in element.elements():
+        return child.uri == ns.SESSION and child.name == "session"
+    return False

@@ -1,0 +1,84 @@
+"""The one stanza router of the process.
+
+Every stanza from every session passes :meth:`Router.route` once per hop, after
+the receiving session has stamped or validated its ``from``.  The router knows
+no transport: hosted domains go to local delivery, domains owned by a service
+(components, later clusters) to the route that service registered, and anything
+else to the default route (server-to-server federation, once present).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from twisted.logger import Logger
+from twisted.words.xish import domish
+
+from fedxmpp.xml.errors import StanzaError, error_reply
+from fedxmpp.xml.jid import JID
+
+log = Logger()
+
+# (stanza, from, to): every route receives the parsed addresses with the stanza,
+# so no hop parses a JID twice.
+Route = Callable[[domish.Element, JID, JID], None]
+
+
+class Router:
+    def __init__(self, hosted: Iterable[str]) -> None:
+        self.hosted: frozenset[str] = frozenset(hosted)
+        self._local: Route | None = None
+        self._routes: dict[str, Route] = {}
+        self._default: Route | None = None
+        self.routed = 0
+
+    def set_local(self, route: Route) -> None:
+        """Where stanzas for hosted domains go (the IM delivery layer)."""
+        self._local = route
+
+    def add_route(self, domain: str, route: Route) -> None:
+        """Send stanzas for *domain* to *route*; a service calls this on authentication."""
+        if domain in self.hosted:
+            raise ValueError(f"{domain} is a hosted domain and cannot be routed elsewhere")
+        self._routes[domain] = route
+
+    def remove_route(self, domain: str, route: Route | None = None) -> None:
+        """Forget the route for *domain* (only if it is still *route*, when given)."""
+        if route is None or self._routes.get(domain) is route:
+            self._routes.pop(domain, None)
+
+    def has_route(self, domain: str) -> bool:
+        return domain in self._routes
+
+    def set_default(self, route: Route | None) -> None:
+        """Where stanzas for every other domain go (federation)."""
+        self._default = route
+
+    def route(self, stanza: domish.Element, frm: JID, to: JID) -> None:
+        self.routed += 1
+        host = to.host
+        if host in self.hosted:
+            assert self._local is not None, "no local delivery configured"
+            self._local(stanza, frm, to)
+            return
+        route = self._routes.get(host) or self._default
+        if route is not None:
+            route(stanza, frm, to)
+            return
+        log.debug("No route to {domain}", domain=host)
+        self.bounce(stanza, frm, to, StanzaError("remote-server-not-found", "No route to this domain"))
+
+    def bounce(self, stanza: domish.Element, frm: JID, to: JID, error: StanzaError) -> None:
+        """Answer *stanza* with *error*, routed back to its sender.
+
+        Errors are never answered with errors (RFC 6120 §8.3.1), and neither is
+        presence other than subscriptions (nothing waits for it).
+        """
+        if stanza.getAttribute("type") in ("error", "result"):
+            return
+        if stanza.name == "presence" and stanza.getAttribute("type") not in ("subscribe", "probe", None):
+            return
+        reply = error_reply(stanza, error)
+        reply["from"] = to.full()
+        reply["to"] = frm.full()
+        self.route(reply, to, frm)

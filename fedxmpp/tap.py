@@ -1,0 +1,32 @@
+"""``twistd fedxmpp``: options and service construction."""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from fedxmpp import app, config
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = "Run the fedxmpp XMPP server.  Without --config it serves 'localhost' on embedded defaults."
+    optParameters = [
+        ["config", "c", None, "TOML configuration file (see etc/fedxmpp.toml)"],
+    ]
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    from fedxmpp.tls import TLSSetupError
+
+    try:
+        cfg = config.load(options["config"])
+        return app.build(cfg, reactor)
+    except (config.ConfigError, TLSSetupError) as e:
+        sys.stderr.write(f"fedxmpp: {e}\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None

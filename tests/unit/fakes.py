@@ -1,0 +1,47 @@
+"""Small fakes shared by unit tests."""
+
+from __future__ import annotations
+
+from twisted.words.xish import domish
+
+from fedxmpp.xml.errors import StreamError
+from fedxmpp.xml.jid import JID
+
+
+class FakeSession:
+    """A bound client session that records what it is sent."""
+
+    kind = "c2s"
+
+    def __init__(self, jid: str, available: bool = True, priority: int = 0) -> None:
+        full = JID.parse(jid)
+        self.bare = full.bare
+        self.address = full
+        self.requested = full.resource
+        self.available = available
+        self.priority = priority
+        self.replaced = False
+        self.sent: list[domish.Element] = []
+        self.closed_with: list[StreamError | None] = []
+
+    def send(self, stanza: domish.Element) -> None:
+        self.sent.append(stanza)
+
+    def close(self, error: StreamError | None = None) -> None:
+        self.closed_with.append(error)
+
+
+def stanza(name: str, frm: str, to: str, type: str | None = None, payload_ns: str | None = None,
+           id: str | None = "s1") -> domish.Element:
+    el = domish.Element(("jabber:client", name))
+    el["from"] = frm
+    el["to"] = to
+    if type:
+        el["type"] = type
+    if id and name == "iq":
+        el["id"] = id
+    if payload_ns:
+        el.addElement((payload_ns, "query"))
+    if name == "message":
+        el.addElement("body", content="hi")
+    return el
