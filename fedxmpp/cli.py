@@ -1,0 +1,420 @@
+"""The ``fedxmpp`` admin command: accounts and certificates.
+
+Every command reads the same configuration as the server (``--config``) and
+works while the server runs (SQLite in WAL mode with a busy timeout).  A
+problem is reported as one line, ``fedxmpp: ...``, on stderr: exit status 1
+for an error, 2 for bad usage, 130 when interrupted.  Passwords are never
+echoed, printed or logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, NoReturn, Sequence, TypeVar
+
+from fedxmpp.config import Config, ConfigError, load
+from fedxmpp.storage import AccountStore, open_storage
+from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
+from fedxmpp.storage.errors import AccountError, StorageError
+from fedxmpp.xml.jid import JID, InvalidJID, prep_domain
+
+T = TypeVar("T")
+
+PROG = "fedxmpp"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# import-users lists at most this many problems before summarising.
+MAX_REPORTED = 20
+# Below this many accounts, starting worker processes costs more than it saves.
+MIN_PARALLEL = 64
+
+
+class CommandError(Exception):
+    """A problem to report as one ``fedxmpp: ...`` line and exit status 1."""
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        return _fail(f"{e} (try '{PROG} --help')", EXIT_USAGE)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        cfg = load(args.config)
+        return int(args.command(cfg, args))
+    except (ConfigError, CommandError, StorageError, AccountError, InvalidPassword) as e:
+        return _fail(str(e), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return status
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="fedxmpp administration: accounts and certificates.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: built-in defaults)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, func: Callable[[Config, argparse.Namespace], int],
+                help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(command=func)
+        return sub
+
+    def password_options(sub: argparse.ArgumentParser) -> None:
+        group = sub.add_mutually_exclusive_group(required=True)
+        group.add_argument("--password", metavar="PW",
+                           help="the password (visible to other local users in the process list)")
+        group.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of standard input")
+
+    sub = command("adduser", cmd_adduser, "create an account")
+    sub.add_argument("jid", metavar="JID", help="the account's address, user@domain")
+    password_options(sub)
+
+    sub = command("deluser", cmd_deluser, "delete an account and its credentials")
+    sub.add_argument("jid", metavar="JID")
+
+    sub = command("passwd", cmd_passwd, "set an account's password")
+    sub.add_argument("jid", metavar="JID")
+    password_options(sub)
+
+    sub = command("listusers", cmd_listusers, "list the accounts of a domain")
+    sub.add_argument("domain", metavar="DOMAIN")
+
+    sub = command("import-users", cmd_import_users,
+                  "create accounts from FILE, one 'user@domain,password' per line "
+                  "('#' comments and blank lines skipped; all or nothing)")
+    sub.add_argument("file", metavar="FILE", help="the file to read, or - for standard input")
+
+    cert = commands.add_parser("cert", help="TLS certificates", description="TLS certificates")
+    cert_commands = cert.add_subparsers(title="cert commands", metavar="COMMAND", required=True)
+    sub = cert_commands.add_parser("generate", help="write a self-signed certificate for DOMAIN",
+                                   description="write a self-signed certificate for DOMAIN "
+                                               "into tls.certificates")
+    sub.set_defaults(command=cmd_cert_generate)
+    sub.add_argument("domain", metavar="DOMAIN")
+    return parser
+
+
+# --- commands -------------------------------------------------------------------
+
+def cmd_adduser(cfg: Config, args: argparse.Namespace) -> int:
+    user, domain = _account(args.jid, cfg, hosted=True)
+    password = _password(args)
+    prepare_password(password)  # reject before opening anything
+    _with_accounts(cfg, lambda accounts: accounts.create(user, domain, password))
+    print(f"added {user}@{domain}")
+    return 0
+
+
+def cmd_deluser(cfg: Config, args: argparse.Namespace) -> int:
+    user, domain = _account(args.jid, cfg, hosted=False)
+    _with_accounts(cfg, lambda accounts: accounts.delete(user, domain))
+    print(f"deleted {user}@{domain}")
+    return 0
+
+
+def cmd_passwd(cfg: Config, args: argparse.Namespace) -> int:
+    user, domain = _account(args.jid, cfg, hosted=False)
+    password = _password(args)
+    prepare_password(password)
+    _with_accounts(cfg, lambda accounts: accounts.set_password(user, domain, password))
+    print(f"changed the password of {user}@{domain}")
+    return 0
+
+
+def cmd_listusers(cfg: Config, args: argparse.Namespace) -> int:
+    domain = _domain(args.domain)
+    for user in _with_accounts(cfg, lambda accounts: accounts.list_users(domain)):
+        print(f"{user}@{domain}")
+    return 0
+
+
+def cmd_cert_generate(cfg: Config, args: argparse.Namespace) -> int:
+    from fedxmpp.tls import generate_self_signed
+
+    domain = _domain(args.domain)
+    try:
+        cert, key = generate_self_signed(domain, cfg.tls.certificates)
+    except OSError as e:
+        raise CommandError(f"cannot write the certificate for {domain}: "
+                           f"{e.strerror or e}") from None
+    print(f"certificate {cert}")
+    print(f"private key {key}")
+    return 0
+
+
+# --- import-users ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _ImportLine:
+    number: int
+    user: str
+    domain: str
+    password: str
+
+
+def cmd_import_users(cfg: Config, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    name = "<stdin>" if args.file == "-" else args.file
+    lines, problems = parse_import(_read_import_file(args.file), cfg)
+    if not problems and lines:
+        problems = _existing_accounts(cfg, lines)
+    if problems:
+        for number, problem in problems[:MAX_REPORTED]:
+            print(f"{PROG}: {name}:{number}: {problem}", file=sys.stderr)
+        if len(problems) > MAX_REPORTED:
+            print(f"{PROG}: {name}: ... and {len(problems) - MAX_REPORTED} more", file=sys.stderr)
+        return _fail(f"{name}: {len(problems)} problem(s); nothing imported", EXIT_ERROR)
+    credentials = derive_parallel([line.password for line in lines], cfg.auth.scram_iterations)
+    prepared = [(line.user, line.domain, creds) for line, creds in zip(lines, credentials)]
+    count = _with_accounts(cfg, lambda accounts: accounts.create_many_prepared(prepared))
+    print(f"imported {count} accounts in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _read_import_file(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CommandError(f"{path}: {e.strerror}") from None
+
+
+def parse_import(data: bytes, cfg: Config) -> tuple[list[_ImportLine], list[tuple[int, str]]]:
+    """The accounts in an import file, and (line number, problem) for each bad line.
+
+    A line is ``user@domain,password``: the password is everything after the
+    first comma following the '@' (localparts may contain commas, domains
+    cannot), kept exactly, spaces included.  Problems never quote the line.
+    """
+    lines: list[_ImportLine] = []
+    problems: list[tuple[int, str]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.removesuffix(b"\r").decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append((number, "not UTF-8"))
+            continue
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        at = text.find("@")
+        comma = text.find(",", at + 1) if at >= 0 else text.find(",")
+        if comma < 0:
+            problems.append((number, "expected user@domain,password"))
+            continue
+        password = text[comma + 1:]
+        try:
+            user, domain = _parse_account(text[:comma], cfg, hosted=True)
+            prepare_password(password)
+        except _BadAddress as e:
+            # Never quote the line: on a malformed one, the split may have put
+            # part of the password into the address.
+            problems.append((number, f"the address {e.problem}"))
+            continue
+        except InvalidPassword as e:
+            problems.append((number, str(e)))
+            continue
+        first = seen.setdefault((user, domain), number)
+        if first != number:
+            problems.append((number, f"{user}@{domain} is already on line {first}"))
+            continue
+        lines.append(_ImportLine(number, user, domain, password))
+    return lines, problems
+
+
+def _existing_accounts(cfg: Config, lines: Sequence[_ImportLine]) -> list[tuple[int, str]]:
+    domains = sorted({line.domain for line in lines})
+
+    async def existing(accounts: AccountStore) -> dict[str, set[str]]:
+        return {domain: set(await accounts.list_users(domain)) for domain in domains}
+
+    taken = _with_accounts(cfg, existing)
+    return [(line.number, f"account {line.user}@{line.domain} already exists")
+            for line in lines if line.user in taken[line.domain]]
+
+
+def derive_parallel(passwords: Sequence[str], iterations: int) -> list[CredentialSet]:
+    """SCRAM credentials for each password, PBKDF2 spread over every usable core.
+
+    Workers are spawned, not forked: the parent may hold an SQLite connection
+    and threads, neither of which survives a fork safely.
+    """
+    workers = _usable_cpus()
+    if workers < 2 or len(passwords) < MIN_PARALLEL:
+        return [derive_all(p, iterations) for p in passwords]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_sigint)
+    try:
+        # Small chunks keep the cores evenly busy and Ctrl-C prompt (~0.25 s per chunk).
+        chunksize = max(1, min(len(passwords) // (workers * 8), 50))
+        results: list[CredentialSet] = list(
+            pool.map(partial(derive_all, iterations=iterations), passwords, chunksize=chunksize))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle: it cancels the remaining work, and the
+    # workers exit when they finish their current chunk, without tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# --- helpers --------------------------------------------------------------------
+
+class _BadAddress(Exception):
+    """Why an account address is refused: *problem* follows the address, *detail* explains."""
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.detail = detail
+
+
+def _parse_account(text: str, cfg: Config, *, hosted: bool) -> tuple[str, str]:
+    try:
+        jid = JID.parse(text)
+    except InvalidJID as e:
+        raise _BadAddress("is not a valid address", str(e)) from None
+    if jid.user is None:
+        raise _BadAddress("has no user part (expected user@domain)")
+    if jid.resource is not None:
+        raise _BadAddress("has a resource; give the bare address user@domain")
+    if hosted and jid.host not in cfg.server.domains:
+        raise _BadAddress(f"is not on a hosted domain (server.domains in {cfg.source})")
+    return jid.user, jid.host
+
+
+def _account(text: str, cfg: Config, *, hosted: bool) -> tuple[str, str]:
+    """(localpart, domain) of an account address given as its own argument."""
+    try:
+        return _parse_account(text, cfg, hosted=hosted)
+    except _BadAddress as e:
+        raise CommandError(f"{text!r} {e.problem}" + (f": {e.detail}" if e.detail else "")) from None
+
+
+def _domain(text: str) -> str:
+    try:
+        return prep_domain(text)
+    except InvalidJID as e:
+        raise CommandError(f"{text!r} is not a valid domain: {e}") from None
+
+
+def _password(args: argparse.Namespace) -> str:
+    if not args.password_stdin:
+        return str(args.password)
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CommandError("no password on standard input")
+    return password
+
+
+def _with_accounts(cfg: Config, work: Callable[[AccountStore], Awaitable[T]]) -> T:
+    """Open the storage, run *work* on its account store, close it."""
+
+    async def run(reactor: Any) -> T:
+        storage = await open_storage(cfg, reactor)
+        try:
+            return await work(storage.accounts)
+        finally:
+            storage.close()
+
+    return run_async(run)
+
+
+def run_async(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(reactor)`` to completion on a private reactor and return its result.
+
+    A reactor of its own (never the global one) so that each call starts clean
+    and the command can run inside a process whose reactor already runs (tests).
+    SIGINT stops it and raises KeyboardInterrupt.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.selectreactor import SelectReactor
+    from twisted.python.failure import Failure
+
+    reactor = SelectReactor()
+    outcome: list[Any] = []
+
+    def finished(result: object) -> None:
+        outcome.append(result)
+        reactor.stop()
+
+    def start() -> None:
+        Deferred.fromCoroutine(_as_coroutine(work(reactor))).addBoth(finished)
+
+    reactor.callWhenRunning(start)
+    try:
+        with _sigint_stops(reactor):
+            reactor.run(installSignalHandlers=False)
+    finally:
+        # The reactor cannot run again; release its wake-up pipe now, not never.
+        if reactor.waker is not None:
+            reactor.waker.connectionLost(None)
+    if not outcome:
+        raise KeyboardInterrupt
+    result = outcome[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result  # type: ignore[no-any-return]
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+@contextmanager
+def _sigint_stops(reactor: Any) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: reactor.callFromThread(reactor.stop))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

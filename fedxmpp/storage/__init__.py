@@ -1,0 +1,123 @@
+"""Persistent state behind async interfaces: one ``typing.Protocol`` per store.
+
+Code above the storage layer knows only the protocols here and the exceptions in
+:mod:`fedxmpp.storage.errors`; :func:`open_storage` picks the engine named by the
+configuration, applies pending schema migrations and builds the stores.
+
+Names passed to stores are already prepared: ``user`` is a localpart from
+:func:`fedxmpp.xml.jid.prep_local`, ``domain`` a domain from
+:func:`fedxmpp.xml.jid.prep_domain`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
+
+from fedxmpp.storage.accounts import SqlAccountStore
+from fedxmpp.storage.credentials import CredentialSet, HashName, ScramCredentials
+from fedxmpp.storage.database import Database
+from fedxmpp.storage.errors import (
+    AccountError,
+    AccountExists,
+    ConstraintViolation,
+    NoSuchAccount,
+    SchemaError,
+    StorageError,
+)
+from fedxmpp.storage.schema import load_migrations
+from fedxmpp.storage.sqlite import SqliteEngine
+
+if TYPE_CHECKING:
+    from fedxmpp.config import Config
+
+__all__ = [
+    "AccountError", "AccountExists", "AccountStore", "ConstraintViolation", "NoSuchAccount",
+    "SchemaError", "Storage", "StorageError", "open_storage",
+]
+
+
+class AccountStore(Protocol):
+    """Accounts and their SCRAM credentials.  Passwords are never stored."""
+
+    #: PBKDF2 iteration count given to new credentials.
+    scram_iterations: int
+
+    async def create(self, user: str, domain: str, password: str) -> None:
+        """Create an account; :class:`AccountExists` if there is one already,
+        :class:`~fedxmpp.storage.credentials.InvalidPassword` for an unusable password."""
+
+    async def create_many(self, accounts: Iterable[tuple[str, str, str]]) -> int:
+        """Create ``(user, domain, password)`` accounts in one transaction: all or
+        none (:class:`AccountExists` names the first conflict).  Returns the count."""
+
+    async def create_many_prepared(self, accounts: Iterable[tuple[str, str, CredentialSet]]) -> int:
+        """As :meth:`create_many`, with credentials already derived (for bulk
+        imports that spread PBKDF2 over processes)."""
+
+    async def set_password(self, user: str, domain: str, password: str) -> None:
+        """Replace the account's credentials; :class:`NoSuchAccount` if it does not exist."""
+
+    async def delete(self, user: str, domain: str) -> None:
+        """Delete the account and its credentials; :class:`NoSuchAccount` if it does not exist."""
+
+    async def exists(self, user: str, domain: str) -> bool:
+        ...
+
+    async def list_users(self, domain: str) -> list[str]:
+        """The localparts of *domain*'s accounts, sorted."""
+
+    async def scram_credentials(self, user: str, domain: str,
+                                hash_name: HashName) -> ScramCredentials | None:
+        """The account's credentials for *hash_name*, or None if there is no such account."""
+
+    async def check_password(self, user: str, domain: str, password: str) -> bool:
+        """Whether *password* is the account's (for SASL PLAIN).  False for an
+        unknown account, after the same amount of work."""
+
+
+class Storage:
+    """Every store of one database."""
+
+    def __init__(self, database: Database, accounts: AccountStore) -> None:
+        self.database = database
+        self.accounts = accounts
+
+    def close(self) -> None:
+        """Close the database; waits for running transactions to finish."""
+        self.database.close()
+
+
+async def open_storage(cfg: Config, reactor: Any) -> Storage:
+    """Open the database named by ``cfg.storage.url``, migrate it and build the stores.
+
+    Creates ``cfg.server.data_dir`` and the database's directory (mode 0700) if
+    they are missing.
+
+    *reactor* must provide ``callWhenRunning``, ``getThreadPool`` and
+    ``callFromThread`` (any Twisted reactor, including the asyncio one).
+    Raises :class:`StorageError` if the database cannot be opened or migrated.
+    """
+    path = cfg.sqlite_path
+    if path is None:
+        raise StorageError(f"unsupported storage url {cfg.storage.url!r}")
+    _make_private_dir(cfg.server.data_dir)
+    engine = SqliteEngine(path)
+    engine.prepare_location()
+    database = Database(engine, reactor)
+    try:
+        await database.migrate(load_migrations())
+    except BaseException:
+        database.close()
+        raise
+    accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
+    return Storage(database, accounts)
+
+
+def _make_private_dir(directory: Path) -> None:
+    if directory.is_dir():
+        return
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot create {directory}: {e.strerror}") from None
