@@ -20,7 +20,7 @@ from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.router import Router
-from fedxmpp.storage import Storage, open_storage
+from fedxmpp.storage import Storage, StorageError, open_storage
 from fedxmpp.tls import CertificateStore
 from fedxmpp.xml.errors import StreamError
 
@@ -62,7 +62,10 @@ class FedXmpp(MultiService):
         d.chainDeferred(self.ready)
 
     async def _start(self) -> None:
-        self.storage = await open_storage(self.config, self.reactor)
+        try:
+            self.storage = await open_storage(self.config, self.reactor)
+        except StorageError as e:
+            raise StartupError(f"{self.config.source}: storage.url: {e}") from None
         self.c2s.accounts = self.storage.accounts
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):

@@ -48,6 +48,7 @@ class ClientStreamHandler:
         self.ctx = ctx
         self.stage = Stage.TLS
         self.user: str | None = None
+        self.auth_domain: str | None = None
         self.session: ClientSession | None = None
         self._mechanism: sasl.Mechanism | None = None
         self._offered: list[str] = []
@@ -69,8 +70,8 @@ class ClientStreamHandler:
             raise StreamError("host-unknown", "Not a domain") from None
         if domain not in self.ctx.domains:
             raise StreamError("host-unknown", "This server does not host that domain")
-        if stream.domain and stream.domain != domain and self.stage is not Stage.SASL:
-            raise StreamError("host-unknown", "The domain changed during negotiation")
+        if self.stage is Stage.BIND and domain != self.auth_domain:
+            raise StreamError("host-unknown", "Not the domain you authenticated with")
         return domain
 
     def features(self, stream: ServerStream) -> domish.Element:
@@ -191,6 +192,7 @@ class ClientStreamHandler:
         elif isinstance(result, sasl.Success):
             self._mechanism = None
             self.user = result.user
+            self.auth_domain = stream.domain
             self.stage = Stage.BIND
             extra = _b64(result.data) if result.data is not None else ""
             stream.write(f"<success xmlns='{ns.SASL}'>{extra}</success>")
@@ -238,8 +240,8 @@ class ClientStreamHandler:
             except InvalidJID:
                 stream.send(error_reply(element, StanzaError("bad-request", "Not a valid resource")))
                 return
-        assert self.user is not None and stream.domain is not None
-        bare = JID(self.user, stream.domain)
+        assert self.user is not None and self.auth_domain is not None
+        bare = JID(self.user, self.auth_domain)
         self.session = ClientSession(stream, self.ctx, bare)
         jid = self.ctx.sessions.bind(self.session, resource)
         self.stage = Stage.BOUND

@@ -22,7 +22,6 @@ from zope.interface import implementer
 
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
-from fedxmpp.xml.jid import InvalidJID, prep_domain
 from fedxmpp.xml.parser import StreamParser
 from fedxmpp.xml.serialize import serialize
 
@@ -179,12 +178,6 @@ class ServerStream(Protocol):
         lang = root.attributes.get((ns.XML, "lang"))
         if lang and len(lang) <= 35:
             self.peer_lang = lang
-        to = root.getAttribute("to")
-        if to:
-            try:
-                self.domain = prep_domain(to)
-            except InvalidJID:
-                self.domain = None
         if root.uri != ns.STREAMS or root.name != "stream":
             raise StreamError("invalid-namespace", "The root element must be <stream:stream/>")
         if root.defaultUri != self.content_ns:
