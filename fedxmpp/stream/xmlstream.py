@@ -27,6 +27,9 @@ from fedxmpp.xml.serialize import serialize
 
 log = Logger()
 
+# Seconds a closed stream waits for the peer to finish the TCP/TLS close.
+CLOSE_TIMEOUT = 2.0
+
 
 class StreamLimits(TypingProtocol):
     max_stanza_size: int
@@ -80,6 +83,7 @@ class ServerStream(Protocol):
         self._idle_call = None
         self._keepalive_call = None
         self._negotiation_call = None
+        self._abort_call = None
         self._paused = False
         self._unread_bytes = 0
         self.bytes_in = 0
@@ -96,7 +100,7 @@ class ServerStream(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.closed = True
-        for call in (self._negotiation_call, self._idle_call, self._keepalive_call):
+        for call in (self._negotiation_call, self._idle_call, self._keepalive_call, self._abort_call):
             if call is not None and call.active():
                 call.cancel()
         self._negotiation_call = self._idle_call = self._keepalive_call = None
@@ -118,8 +122,15 @@ class ServerStream(Protocol):
     # -- what the handler calls ---------------------------------------------------
 
     def restart(self) -> None:
-        """Expect a new stream header (RFC 6120 §4.3.3): after STARTTLS and SASL."""
+        """Expect a new stream header (RFC 6120 §4.3.3): after STARTTLS and SASL.
+
+        Whatever the old parser still holds is discarded: bytes sent after
+        ``<starttls/>`` in the same plaintext read must never reach the new,
+        encrypted stream (the STARTTLS command injection attack).
+        """
         self.header_sent = False
+        if self._parser is not None:
+            self._parser.stop()
         self._new_parser()
 
     def negotiated(self) -> None:
@@ -164,8 +175,12 @@ class ServerStream(Protocol):
             return
         self.write("</stream:stream>")
         self.closed = True
+        if self._parser is not None:
+            self._parser.stop()
         self._parser = None
         self.transport.loseConnection()
+        # A TLS close waits for the peer's close_notify, which a peer may never send.
+        self._abort_call = self.clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
 
     # -- parser callbacks ---------------------------------------------------------
 

@@ -157,3 +157,32 @@ def test_close_tag_from_peer_closes_cleanly():
     assert transport.disconnecting
     stream.connectionLost(None)
     assert handler.closed == 1
+
+
+def test_data_pipelined_after_starttls_is_discarded_on_restart():
+    """STARTTLS command injection: bytes after <starttls/> in the same plaintext read
+    must not reach the handler once the stream restarts."""
+    stream, handler, transport, _ = connect()
+
+    def element_received(s, element):
+        handler.elements.append(element)
+        if element.name == "starttls":
+            s.restart()
+
+    handler.element_received = element_received
+    stream.dataReceived(HEADER + b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+                        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+    assert [e.name for e in handler.elements] == ["starttls"]
+
+
+def test_close_aborts_a_peer_that_never_finishes_closing():
+    """A closed stream whose peer does not complete the close is aborted after a bound."""
+    from fedxmpp.stream.xmlstream import CLOSE_TIMEOUT
+
+    stream, _, transport, clock = connect()
+    aborted = []
+    transport.abortConnection = lambda: aborted.append(True)
+    stream.dataReceived(HEADER)
+    stream.close()
+    clock.advance(CLOSE_TIMEOUT + 0.1)
+    assert aborted == [True]
