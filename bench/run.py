@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from serverproc import DOMAIN, BenchServer, ServerError  # noqa: E402
-from xmppload import (NS_CLIENT, T_BODY, T_IQ, T_MESSAGE, Client, ScramCache, XMPPError,  # noqa: E402
+from xmppload import (T_BODY, T_IQ, T_MESSAGE, Client, ScramCache, XMPPError,  # noqa: E402
                       make_ssl_context)
 
 HOST = "127.0.0.1"

@@ -178,6 +178,8 @@ class ServerStream(Protocol):
         if self._parser is not None:
             self._parser.stop()
         self._parser = None
+        # Twisted's TLS layer sends close_notify only once no producer is registered.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
         # A TLS close waits for the peer's close_notify, which a peer may never send.
         self._abort_call = self.clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
