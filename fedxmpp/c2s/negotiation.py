@@ -218,6 +218,9 @@ class ClientStreamHandler:
         if condition in ("aborted", "encryption-required", "invalid-mechanism"):
             return
         self._failures += 1
+        # One line per failure with the peer's address, for operators and fail2ban.
+        log.info("Authentication failure ({condition}) for {domain} from {peer}", condition=condition,
+                 domain=stream.domain, peer=_peer_host(stream))
         if self._failures >= self.ctx.config.auth.max_attempts:
             stream.fail(StreamError("policy-violation", "Too many failed authentication attempts"))
 
@@ -265,3 +268,8 @@ def _child(element: domish.Element, uri: str | None, name: str) -> domish.Elemen
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode() if data else "="
+
+
+def _peer_host(stream: ServerStream) -> str:
+    peer = stream.transport.getPeer()
+    return getattr(peer, "host", str(peer))

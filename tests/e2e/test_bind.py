@@ -64,3 +64,39 @@ def test_resource_conflict(server):
             await first.close()
 
     run(scenario())
+
+
+def test_feature_lists_at_each_stage(server):
+    """STARTTLS is offered as required before TLS, with no mechanisms; after TLS the
+    mechanisms come with the XEP-0440 channel-binding types; after SASL, bind and the
+    optional RFC 3921 session are offered."""
+    from tests.e2e.harness import SASL_CB_NS, SASL_NS, STREAMS, TLS_NS
+
+    with RawClient(server.port, server.cert_path()) as c:
+        features = c.open()
+        assert features.find(f"{{{TLS_NS}}}starttls/{{{TLS_NS}}}required") is not None
+        assert features.find(f"{{{SASL_NS}}}mechanisms") is None
+        features = c.starttls()
+        names = [m.text for m in features.iter(f"{{{SASL_NS}}}mechanism")]
+        assert names[:2] == ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] and "PLAIN" in names
+        kinds = {cb.get("type") for cb in features.iter(f"{{{SASL_CB_NS}}}channel-binding")}
+        assert kinds >= {"tls-exporter", "tls-server-end-point"}
+        outcome = c.auth_plain("alice", USERS["alice@example.test"])
+        assert outcome.tag == f"{{{SASL_NS}}}success", to_text(outcome)
+        features = c.open()
+        assert features.tag == f"{{{STREAMS}}}features"
+        assert features.find(f"{{{BIND_NS}}}bind") is not None
+        session = features.find("{urn:ietf:params:xml:ns:xmpp-session}session")
+        assert session is not None and session.find("{urn:ietf:params:xml:ns:xmpp-session}optional") is not None
+
+
+def test_legacy_session_establishment(server):
+    """Old clients (RFC 3921) send a session iq after binding; it is answered with an
+    empty result and the session then works normally."""
+    with RawClient(server.port, server.cert_path()) as c:
+        jid = c.login("alice", USERS["alice@example.test"], resource="legacy")
+        c.send("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+        reply = c.expect(f"{{{CLIENT}}}iq")
+        assert (reply.get("id"), reply.get("type")) == ("sess1", "result"), to_text(reply)
+        assert reply.get("to") == jid
+        assert c.ping_server().get("type") == "result"

@@ -170,6 +170,9 @@ def test_wrong_password_then_retry(server, mech):
         assert second.tag == f"{{{SASL_NS}}}success", to_text(second)
         c.open()
         assert c.bind("retry") == "grace@example.test/retry"
+    # The failure is logged for the operator with the peer's address, never the password.
+    server.wait_log(r"Authentication failure \(not-authorized\) for example.test from 127.0.0.1")
+    assert "wrong" not in server.log_text().replace("wrong-", "")
 
 
 def test_unknown_user_looks_like_wrong_password(server):
