@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from fedxmpp import features
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
 from fedxmpp.config import Config
+from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
@@ -42,8 +43,10 @@ class FedXmpp(MultiService):
         self.sessions = SessionManager()
         self.delivery = LocalDelivery(self.hooks, self.sessions, self.router)
         self.router.set_local(self.delivery)
+        self.features = FeatureContext(config=config, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                       clock=reactor, disco=Disco())
         for feature in features.ENABLED:
-            feature.register(self.hooks)
+            feature.register(self.hooks, self.features)
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed)
         self.certificates.load()
@@ -67,6 +70,7 @@ class FedXmpp(MultiService):
         except StorageError as e:
             raise StartupError(f"{self.config.source}: storage.url: {e}") from None
         self.c2s.accounts = self.storage.accounts
+        self.features.storage = self.storage
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
             for description in getattr(self.config.c2s, key):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.xml import ns
 
-FEATURES = (ns.PING,)
 
+def register(hooks: Hooks, ctx: FeatureContext) -> None:
+    ctx.disco.server_features.add(ns.PING)
 
-def register(hooks: Hooks) -> None:
     def pong(event: StanzaEvent) -> bool:
         event.reply()
         return True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fedxmpp import features
+from twisted.internet.task import Clock
+
+from fedxmpp import config, features
+from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
@@ -18,8 +21,10 @@ class World:
         self.router = Router(["example.test"])
         self.sessions = SessionManager()
         self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
+        ctx = FeatureContext(config=config.load(None), hooks=self.hooks, router=self.router,
+                             sessions=self.sessions, clock=Clock(), disco=Disco())
         for feature in features.ENABLED:
-            feature.register(self.hooks)
+            feature.register(self.hooks, ctx)
 
     def login(self, jid: str, **kw) -> FakeSession:
         s = FakeSession(jid, **kw)
