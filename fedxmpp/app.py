@@ -47,6 +47,7 @@ class FedXmpp(MultiService):
                                        clock=reactor, disco=Disco())
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
+        _make_private_dir(config)
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed)
         self.certificates.load()
@@ -120,6 +121,15 @@ def _sleep(clock: Any, seconds: float) -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     clock.callLater(seconds, d.callback, None)
     return d
+
+
+def _make_private_dir(config: Config) -> None:
+    """Create data_dir readable by the server's user only (it holds keys and the database)."""
+    try:
+        config.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise StartupError(f"{config.source}: server.data_dir: cannot create {str(config.server.data_dir)!r}: "
+                           f"{e.strerror}") from None
 
 
 def build(config: Config, reactor: Any) -> FedXmpp:

@@ -26,7 +26,7 @@ def makeService(options: Options) -> IService:
     try:
         cfg = config.load(options["config"])
         return app.build(cfg, reactor)
-    except (config.ConfigError, TLSSetupError) as e:
+    except (config.ConfigError, TLSSetupError, app.StartupError) as e:
         sys.stderr.write(f"fedxmpp: {e}\n")
         sys.stderr.flush()
         raise SystemExit(1) from None
