@@ -25,6 +25,9 @@ from fedxmpp.storage.errors import (
     SchemaError,
     StorageError,
 )
+from fedxmpp.storage.keyval import SqlKeyValStore
+from fedxmpp.storage.offline import SqlOfflineStore
+from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
 from fedxmpp.storage.schema import load_migrations
 from fedxmpp.storage.sqlite import SqliteEngine
 
@@ -32,8 +35,9 @@ if TYPE_CHECKING:
     from fedxmpp.config import Config
 
 __all__ = [
-    "AccountError", "AccountExists", "AccountStore", "ConstraintViolation", "NoSuchAccount",
-    "SchemaError", "Storage", "StorageError", "open_storage",
+    "AccountError", "AccountExists", "AccountStore", "ConstraintViolation", "KeyValStore", "NoSuchAccount",
+    "OfflineStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError", "Storage", "StorageError",
+    "Subscription", "open_storage",
 ]
 
 
@@ -59,7 +63,9 @@ class AccountStore(Protocol):
         """Replace the account's credentials; :class:`NoSuchAccount` if it does not exist."""
 
     async def delete(self, user: str, domain: str) -> None:
-        """Delete the account and its credentials; :class:`NoSuchAccount` if it does not exist."""
+        """Delete the account with its credentials, roster, offline messages and
+        key/value documents, in one transaction; :class:`NoSuchAccount` if it does
+        not exist."""
 
     async def exists(self, user: str, domain: str) -> bool:
         ...
@@ -76,12 +82,73 @@ class AccountStore(Protocol):
         unknown account, after the same amount of work."""
 
 
+class RosterStore(Protocol):
+    """Each user's roster (RFC 6121 §2) with the subscription state of every item.
+
+    *contact* is a prepared bare JID as a string.  Every write returns the
+    user's new roster version (RFC 6121 §2.6): a counter that grows with each
+    change, 0 for a roster never written.  Writes for an account that does not
+    exist raise :class:`NoSuchAccount`.
+    """
+
+    async def get_roster(self, user: str, domain: str) -> tuple[int, list[RosterItem]]:
+        """The roster's version and all its rows (including rows that only hold a
+        pending inbound request), sorted by contact."""
+
+    async def get_item(self, user: str, domain: str, contact: str) -> RosterItem | None:
+        ...
+
+    async def set_item(self, user: str, domain: str, item: RosterItem) -> int:
+        """Create or replace the row for ``item.jid``; returns the new version."""
+
+    async def remove_item(self, user: str, domain: str, contact: str) -> int:
+        """Delete the row for *contact*; returns the new version (unchanged if
+        there was no such row)."""
+
+
+class OfflineStore(Protocol):
+    """Messages kept for users with no available resource (XEP-0160)."""
+
+    async def store(self, user: str, domain: str, stanza_xml: str, quota: int) -> bool:
+        """Keep *stanza_xml* for the user unless they already have *quota*
+        messages waiting; returns whether it was stored."""
+
+    async def take_all(self, user: str, domain: str) -> list[str]:
+        """The user's waiting messages, oldest first, deleted in the same transaction."""
+
+    async def count(self, user: str, domain: str) -> int:
+        ...
+
+
+class KeyValStore(Protocol):
+    """Small per-user documents, in the manner of Prosody's keyval stores.
+
+    *store* names the feature that owns the documents (``"vcard"``, ``"private"``,
+    ``"blocklist"``...); *key* names a document within it, ``""`` for a store
+    with one document per user.  Values are bytes (serialised XML, JSON...).
+    """
+
+    async def get(self, user: str, domain: str, store: str, key: str = "") -> bytes | None:
+        ...
+
+    async def set(self, user: str, domain: str, store: str, key: str, value: bytes | None) -> None:
+        """Create or replace the document; None deletes it.  :class:`NoSuchAccount`
+        when writing for an account that does not exist."""
+
+    async def list_keys(self, user: str, domain: str, store: str) -> list[str]:
+        """The keys of the user's documents in *store*, sorted."""
+
+
 class Storage:
     """Every store of one database."""
 
-    def __init__(self, database: Database, accounts: AccountStore) -> None:
+    def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
+                 offline: OfflineStore, keyval: KeyValStore) -> None:
         self.database = database
         self.accounts = accounts
+        self.roster = roster
+        self.offline = offline
+        self.keyval = keyval
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""
@@ -111,7 +178,8 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
         database.close()
         raise
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
-    return Storage(database, accounts)
+    return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
+                   SqlKeyValStore(database))
 
 
 def _make_private_dir(directory: Path) -> None:

@@ -135,7 +135,8 @@ def _replace_credentials_txn(txn: Transaction, user: str, domain: str, creds: Cr
 
 
 def _delete_account_txn(txn: Transaction, user: str, domain: str) -> None:
-    # scram_credentials rows go with it (ON DELETE CASCADE).
+    # Credentials, roster, roster version, offline messages and keyval documents
+    # go with it (ON DELETE CASCADE on each of those tables).
     txn.execute("DELETE FROM accounts WHERE domain = ? AND username = ?", (domain, user))
     if txn.rowcount != 1:
         raise NoSuchAccount(user, domain)

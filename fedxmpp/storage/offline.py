@@ -1,0 +1,53 @@
+"""Offline messages kept in SQL: the :class:`~fedxmpp.storage.OfflineStore` implementation."""
+
+from __future__ import annotations
+
+import time
+
+from fedxmpp.storage.database import Database, Transaction
+from fedxmpp.storage.errors import ConstraintViolation, NoSuchAccount
+
+
+class SqlOfflineStore:
+    """Serialised stanzas in ``offline_messages``, oldest first."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def store(self, user: str, domain: str, stanza_xml: str, quota: int) -> bool:
+        return await self._db.run_interaction("store offline message", _store_txn, user, domain,
+                                              stanza_xml, quota, int(time.time()))
+
+    async def take_all(self, user: str, domain: str) -> list[str]:
+        return await self._db.run_interaction("take offline messages", _take_all_txn, user, domain)
+
+    async def count(self, user: str, domain: str) -> int:
+        return await self._db.run_interaction("count offline messages", _count_txn, user, domain)
+
+
+def _count_txn(txn: Transaction, user: str, domain: str) -> int:
+    txn.execute("SELECT COUNT(*) FROM offline_messages WHERE domain = ? AND username = ?", (domain, user))
+    row = txn.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _store_txn(txn: Transaction, user: str, domain: str, stanza_xml: str, quota: int, now: int) -> bool:
+    if _count_txn(txn, user, domain) >= quota:
+        return False
+    try:
+        txn.execute("INSERT INTO offline_messages (domain, username, stanza, stored_ts) VALUES (?, ?, ?, ?)",
+                    (domain, user, stanza_xml, now))
+    except ConstraintViolation:
+        raise NoSuchAccount(user, domain) from None
+    return True
+
+
+def _take_all_txn(txn: Transaction, user: str, domain: str) -> list[str]:
+    txn.execute("SELECT id, stanza FROM offline_messages WHERE domain = ? AND username = ? ORDER BY id",
+                (domain, user))
+    rows = txn.fetchall()
+    if rows:
+        # Only what was read: a message stored meanwhile by another process stays.
+        txn.execute("DELETE FROM offline_messages WHERE domain = ? AND username = ? AND id <= ?",
+                    (domain, user, rows[-1][0]))
+    return [str(row[1]) for row in rows]

@@ -1,0 +1,77 @@
+"""The SQL offline message store."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred, gatherResults
+
+from fedxmpp.storage import NoSuchAccount, OfflineStore
+from fedxmpp.storage.offline import SqlOfflineStore
+
+D = "example.test"
+
+
+def test_sql_store_satisfies_the_protocol():
+    """SqlOfflineStore has every method of the OfflineStore protocol, each async."""
+    methods = [n for n, v in vars(OfflineStore).items() if not n.startswith("_") and callable(v)]
+    assert sorted(methods) == ["count", "store", "take_all"]
+    for name in methods:
+        assert inspect.iscoroutinefunction(getattr(SqlOfflineStore, name)), name
+
+
+@pytest_twisted.ensureDeferred
+async def test_take_all_returns_oldest_first_and_deletes(storage):
+    """Messages come back in the order stored, once."""
+    await storage.accounts.create("alice", D, "pw")
+    for n in range(3):
+        assert await storage.offline.store("alice", D, f"<message id='{n}'/>", 10)
+    assert await storage.offline.count("alice", D) == 3
+    assert await storage.offline.take_all("alice", D) == [
+        "<message id='0'/>", "<message id='1'/>", "<message id='2'/>"]
+    assert await storage.offline.count("alice", D) == 0
+    assert await storage.offline.take_all("alice", D) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_quota_refuses_when_full(storage):
+    """With the quota reached store() returns False and keeps nothing more; after
+    take_all there is room again."""
+    await storage.accounts.create("alice", D, "pw")
+    assert await storage.offline.store("alice", D, "<a/>", 2)
+    assert await storage.offline.store("alice", D, "<b/>", 2)
+    assert not await storage.offline.store("alice", D, "<c/>", 2)
+    assert await storage.offline.count("alice", D) == 2
+    assert await storage.offline.take_all("alice", D) == ["<a/>", "<b/>"]
+    assert await storage.offline.store("alice", D, "<c/>", 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_stores_respect_the_quota(storage):
+    """Stores racing each other never exceed the quota: the check and the insert
+    are one transaction."""
+    await storage.accounts.create("alice", D, "pw")
+    results = await gatherResults([Deferred.fromCoroutine(storage.offline.store("alice", D, f"<m n='{n}'/>", 5))
+                                   for n in range(12)])
+    assert results.count(True) == 5
+    assert await storage.offline.count("alice", D) == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_are_per_user(storage):
+    """take_all takes only the named user's messages."""
+    await storage.accounts.create("alice", D, "pw")
+    await storage.accounts.create("bob", D, "pw")
+    await storage.offline.store("alice", D, "<for-alice/>", 10)
+    await storage.offline.store("bob", D, "<for-bob/>", 10)
+    assert await storage.offline.take_all("alice", D) == ["<for-alice/>"]
+    assert await storage.offline.take_all("bob", D) == ["<for-bob/>"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_for_missing_account_raises(storage):
+    """No offline messages can be kept for an account that does not exist."""
+    with pytest.raises(NoSuchAccount):
+        await storage.offline.store("ghost", D, "<m/>", 10)
