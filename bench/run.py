@@ -22,6 +22,11 @@ Phases:
    cached SaltedPassword: the client's share of SCRAM is a few HMACs.
 4. *messages*: clients in pairs send each other M messages in total, with at
    most --window unanswered (not yet received) messages per sender.
+5. *presence* (RFC 6121): the clients subscribe to their R nearest neighbours on
+   a ring (--roster), all log out, and all log in again with a roster get and
+   initial presence: presence stanzas delivered per second until every client
+   has seen all R contacts; then each sends --presence-updates updates, each
+   broadcast to its R contacts.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from serverproc import DOMAIN, BenchServer, ServerError  # noqa: E402
-from xmppload import (T_BODY, T_IQ, T_MESSAGE, Client, ScramCache, XMPPError,  # noqa: E402
-                      make_ssl_context)
+from xmppload import (T_BODY, T_IQ, T_MESSAGE, T_PRESENCE, T_STATUS, Client, ScramCache,  # noqa: E402
+                      XMPPError, make_ssl_context)
 
 HOST = "127.0.0.1"
 PING = "<iq type='get' id='{id}' to='" + DOMAIN + "'><ping xmlns='urn:xmpp:ping'/></iq>"
+ROSTER_GET = b"<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>"
 
 
 def user_name(i: int) -> str:
@@ -119,6 +125,9 @@ class Bench:
         self.phases: list[Phase] = []
         self.memory: dict[str, float] = {}
         self.msg: MessageStats | None = None
+        # Called with (client index, <presence/>) during the presence phases.
+        self.on_presence = None
+        self.login_started: dict[int, float] = {}
         self.nodelay: set[bool | None] = set()
         self.tls_versions: set[str] = set()
 
@@ -145,6 +154,9 @@ class Bench:
             if tag == T_MESSAGE:
                 if self.msg is not None:
                     self.msg.received_stanza(index, el)
+            elif tag == T_PRESENCE:
+                if self.on_presence is not None:
+                    self.on_presence(index, el)
             elif tag == T_IQ:
                 fut = self.iq_waiters.pop(el.get("id", ""), None)
                 if fut is not None and not fut.done():
@@ -154,7 +166,7 @@ class Bench:
     # -- logins -----------------------------------------------------------------------------
 
     async def login_many(self, name: str, indices: list[int], *, timeout: float,
-                         concurrency: int | None = None) -> Phase:
+                         concurrency: int | None = None, after_login: bytes = b"<presence/>") -> Phase:
         sem = asyncio.Semaphore(concurrency or self.args.concurrency)
         p, t0, s0, c0 = self.begin(name)
         errors: dict[str, int] = {}
@@ -163,7 +175,7 @@ class Bench:
             async with sem:
                 c = Client(HOST, self.server.port, DOMAIN, user_name(i), password(i),
                            ssl_context=self.ssl_context, scram=self.scram, on_stanza=self.dispatcher(i))
-                t = time.perf_counter()
+                t = self.login_started[i] = time.perf_counter()
                 try:
                     await asyncio.wait_for(c.login(), self.args.login_timeout)
                 except asyncio.CancelledError:  # the phase timed out: drop the socket
@@ -180,8 +192,8 @@ class Bench:
                 self.nodelay.add(c.nodelay)
                 self.tls_versions.add(c.tls_version)
                 c.start_reading()
-                c.send(b"<presence/>")
                 self.clients[i] = c
+                c.send(after_login)
 
         tasks = [asyncio.ensure_future(one(i)) for i in indices]
         done, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -285,7 +297,153 @@ class Bench:
             await self.messages("messages 1 pair, w=1", [0, 1], a.serial * 10, 1)
         await self.messages("messages", list(range(n)), a.messages, a.window)
         self.memory["rss_after_messages_kib"] = self.server.rss_kib()
+        if a.roster:
+            await self.presence(list(range(n)), a.roster, a.presence_updates)
         await self.close_many(list(self.clients))
+
+    # -- presence (RFC 6121) ------------------------------------------------------------------------
+
+    async def wait_until(self, p: Phase, done, progress) -> bool:
+        """Poll until done() (True), the phase timeout or a stall in progress() (False)."""
+        a = self.args
+        deadline = time.perf_counter() + a.phase_timeout
+        last, last_t = -1, time.perf_counter()
+        while not done():
+            await asyncio.sleep(0.05)
+            now = time.perf_counter()
+            count = progress()
+            if count != last:
+                last, last_t = count, now
+            elif now - last_t > a.stall_timeout or now > deadline:
+                p.notes.append("STALLED")
+                return False
+        return True
+
+    async def presence(self, indices: list[int], roster: int, updates: int) -> None:
+        live = [i for i in indices if i in self.clients]
+        half = roster // 2
+        if half < 1 or len(live) < 2 * half + 1:
+            return
+        k_of = {i: k for k, i in enumerate(live)}
+        jid = {i: f"{user_name(i)}@{DOMAIN}" for i in live}
+        index_of = {v: i for i, v in jid.items()}
+        ahead = {i: [live[(k_of[i] + d) % len(live)] for d in range(1, half + 1)] for i in live}
+        contacts = {i: set(ahead[i]) | {live[(k_of[i] - d) % len(live)] for d in range(1, half + 1)} for i in live}
+        r = 2 * half
+
+        # 1. Subscriptions: each client asks the half of its contacts ahead of it on the
+        # ring; the asked one approves and asks back; the asker approves: 4 stanzas a pair.
+        asked = {i: set(ahead[i]) for i in live}
+        approved_by: dict[int, set[int]] = {i: set() for i in live}
+        received = [0]  # subscription stanzas of any kind: the progress of the phase
+
+        def subscribe_handler(i: int, el) -> None:
+            ptype, frm = el.get("type"), index_of.get(el.get("from", "").split("/", 1)[0])
+            if frm is None:
+                return
+            c = self.clients.get(i)
+            if ptype in ("subscribe", "subscribed"):
+                received[0] += 1
+            if ptype == "subscribe" and c is not None and c.writer is not None:
+                c.send(f"<presence to='{jid[frm]}' type='subscribed'/>".encode())
+                if frm not in asked[i]:
+                    asked[i].add(frm)
+                    c.send(f"<presence to='{jid[frm]}' type='subscribe'/>".encode())
+            elif ptype == "subscribed":
+                approved_by[i].add(frm)
+
+        self.on_presence = subscribe_handler
+        p, t0, s0, c0 = self.begin(f"subscriptions R={r}")
+        for i in live:
+            self.clients[i].send(b"".join(f"<presence to='{jid[j]}' type='subscribe'/>".encode() for j in ahead[i]))
+        pairs = len(live) * half
+        await self.wait_until(p, lambda: all(len(v) == r for v in approved_by.values()), lambda: received[0])
+        self.end(p, t0, s0, c0)
+        p.count = sum(len(v) for v in approved_by.values()) // 2
+        p.rate = p.count / p.wall if p.wall else None
+        p.failures = pairs - p.count
+        p.notes.append(f"{pairs} mutual subscriptions (4 stanzas each) on a ring of {len(live)}, "
+                       f"{r} contacts per user; rate = subscriptions/s")
+        self.on_presence = None
+        await self.barrier(live)
+        await self.close_many(live)
+
+        # 2. Everyone logs in again: roster get, initial presence; the server probes and
+        # broadcasts.  Done when every client has seen every contact available.
+        seen: dict[int, set[int]] = {i: set() for i in live}
+        stats = {"contact": 0, "other": 0, "t_last": 0.0}
+        full_view_ms: list[float] = []
+
+        def login_handler(i: int, el) -> None:
+            frm = index_of.get(el.get("from", "").split("/", 1)[0])
+            if el.get("type") is None and frm in contacts[i]:
+                stats["contact"] += 1
+                stats["t_last"] = time.perf_counter()
+                if frm not in seen[i]:
+                    seen[i].add(frm)
+                    if len(seen[i]) == r:
+                        full_view_ms.append((stats["t_last"] - self.login_started[i]) * 1000)
+            else:
+                stats["other"] += 1
+
+        self.on_presence = login_handler
+        pp, t0, s0, c0 = self.begin(f"presence at login R={r}")
+        pl = await self.login_many(f"login R={r}", live, timeout=self.args.phase_timeout,
+                                   after_login=ROSTER_GET + b"<presence/>")
+        pl.notes.insert(0, "roster get + initial presence, pipelined after bind")
+        self.phases.remove(pp)
+        self.phases.append(pp)  # keep the table in order: logins, then presence
+        await self.wait_until(pp, lambda: len(full_view_ms) == len(live), lambda: stats["contact"])
+        self.end(pp, t0, s0, c0)
+        pp.wall = (stats["t_last"] or time.perf_counter()) - t0
+        pp.count = stats["contact"]
+        pp.rate = pp.count / pp.wall if pp.wall > 0 else None
+        pp.lat_ms = full_view_ms
+        pp.failures = len(live) - len(full_view_ms)
+        pp.notes.append(f"count = available presence from contacts delivered ({len(live)} x {r} needed, "
+                        f"{pp.count - len(live) * r} beyond: broadcast and probe answer crossing); "
+                        f"{stats['other']} other presence (own echoes, 'unavailable' answers to probes of contacts "
+                        "not yet online); latency = login start to seeing "
+                        "all contacts")
+        await self.barrier(live)
+
+        # 3. Presence updates: each client broadcasts `updates` changes to its contacts.
+        if updates < 1:
+            self.on_presence = None
+            return
+        got = {"n": 0, "t_last": 0.0}
+        lat: list[float] = []
+
+        def update_handler(i: int, el) -> None:
+            status = el.findtext(T_STATUS)
+            if status is None or not status.startswith("u:"):
+                return
+            frm = index_of.get(el.get("from", "").split("/", 1)[0])
+            if frm in contacts[i]:
+                now = time.perf_counter()
+                got["n"] += 1
+                got["t_last"] = now
+                lat.append((now - float(status[2:])) * 1000)
+
+        self.on_presence = update_handler
+        pu, t0, s0, c0 = self.begin(f"presence updates R={r}")
+        expected = len(live) * updates * r
+        for _ in range(updates):
+            for i in live:
+                c = self.clients.get(i)
+                if c is not None and c.writer is not None:
+                    c.send(f"<presence><status>u:{time.perf_counter()!r}</status></presence>".encode())
+            await asyncio.sleep(0)
+        await self.wait_until(pu, lambda: got["n"] >= expected, lambda: got["n"])
+        self.end(pu, t0, s0, c0)
+        pu.wall = (got["t_last"] or time.perf_counter()) - t0
+        pu.count = got["n"]
+        pu.rate = pu.count / pu.wall if pu.wall > 0 else None
+        pu.lat_ms = lat
+        pu.failures = max(0, expected - got["n"])
+        pu.notes.append(f"{len(live)} clients x {updates} updates x {r} contacts; rate = deliveries/s, "
+                        "latency = send to receipt")
+        self.on_presence = None
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -418,7 +576,8 @@ def report(bench: Bench | None, info: dict) -> None:
     a = info["params"]
     print(f"clients={a['clients']} messages={a['messages']} window={a['window']} "
           f"login-concurrency={a['concurrency']} sessions-for-memory={a['sessions_for_memory']} "
-          f"scram_iterations={a['scram_iterations']}  (client and server share the machine)")
+          f"scram_iterations={a['scram_iterations']} roster={a['roster']} "
+          f"presence-updates={a['presence_updates']}  (client and server share the machine)")
     print(f"load average before the run: {info['loadavg_before']}")
     prov = info["provision"]
     print(f"provisioning: {prov['accounts']} accounts with 'fedxmpp import-users' in {prov['seconds']:.2f} s "
@@ -498,6 +657,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--serial", type=int, default=20,
                     help="unloaded samples: this many logins one at a time, and 10x this many messages "
                          "with one pair and window 1 (default 20; 0 = skip)")
+    ap.add_argument("--roster", type=int, default=20,
+                    help="presence phases: contacts per user, rounded down to even (default 20; 0 = skip)")
+    ap.add_argument("--presence-updates", type=int, default=5,
+                    help="presence updates each client broadcasts in the presence phase (default 5)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (config, data, log)")
     ap.add_argument("--login-timeout", type=float, default=30.0, help="seconds per login (default 30)")
@@ -528,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         loadavg = " ".join(f.read().split()[:3])
     info: dict = {"machine": machine(), "loadavg_before": loadavg, "params": {
         "clients": args.clients, "messages": args.messages, "window": args.window, "concurrency": args.concurrency,
-        "sessions_for_memory": max(args.sessions_for_memory, args.clients), "scram_iterations": args.scram_iterations},
+        "sessions_for_memory": max(args.sessions_for_memory, args.clients), "scram_iterations": args.scram_iterations,
+        "roster": args.roster, "presence_updates": args.presence_updates},
         "client": {"nodelay": "?", "tls": "?", "scram_cache": "?"}, "server": {}}
     bench: Bench | None = None
     rc = 0

@@ -15,12 +15,15 @@ from twisted.logger import Logger
 
 from fedxmpp import features
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
+from fedxmpp.component.service import ComponentFactory, Components
 from fedxmpp.config import Config
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im import service as im_service
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.router import Router
+from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
 from fedxmpp.tls import CertificateStore
 from fedxmpp.xml.errors import StreamError
@@ -45,6 +48,8 @@ class FedXmpp(MultiService):
         self.router.set_local(self.delivery)
         self.features = FeatureContext(config=config, hooks=self.hooks, router=self.router, sessions=self.sessions,
                                        clock=reactor, disco=Disco())
+        # RFC 6121 core (roster, presence, offline) before the features, which may use it.
+        self.im = im_service.install(self.features)
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
         _make_private_dir(config)
@@ -52,10 +57,18 @@ class FedXmpp(MultiService):
                                              self_signed=config.tls.self_signed)
         self.certificates.load()
         self.storage: Storage | None = None
-        self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.router,
+        # Client stanzas pass the user's own server (pre- events) on their way to the router.
+        self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.im.outbound,
                               hooks=self.hooks, sessions=self.sessions, accounts=None,
                               certificates=self.certificates, clock=reactor)
         self.c2s_factory = C2SFactory(self.c2s)
+        # XEP-0114 components; the roster is looked up when a privileged request needs it.
+        self.components = Components(config, self.router, self.hooks, reactor, roster=lambda: self.features.roster)
+        self.features.disco.item_providers.append(self.components.disco_items)
+        self.component_factory = ComponentFactory(self.components)
+        # Federation: the route for every domain that is neither hosted nor a component's.
+        self.s2s = Federation(config, self.router, self.certificates, reactor)
+        self.router.set_default(self.s2s.outgoing)
         self.ports: list[Any] = []
         self.ready: defer.Deferred[None] = defer.Deferred()
 
@@ -82,6 +95,18 @@ class FedXmpp(MultiService):
                 self.ports.append(port)
                 log.info("Listening for clients ({kind}) on {address}",
                          kind="STARTTLS" if key == "listen" else "direct TLS", address=port.getHost())
+        # Only with components configured: nothing else could authenticate there.
+        for description in self.config.components.listen if self.config.components.component else ():
+            try:
+                port = await serverFromString(self.reactor, description).listen(self.component_factory)
+            except CannotListenError as e:
+                raise StartupError(f"components.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("Listening for components on {address}", address=port.getHost())
+        try:
+            await self.s2s.listen()
+        except ListenError as e:
+            raise StartupError(str(e)) from None
         log.info("fedxmpp serving {domains}", domains=", ".join(self.config.server.domains))
 
     def _failed_to_start(self, failure: Any) -> None:
@@ -95,15 +120,19 @@ class FedXmpp(MultiService):
     async def _stop(self) -> None:
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
         self.ports.clear()
-        streams = list(self.c2s_factory.streams)
+        await self.s2s.stop_listening()
+        self.s2s.shutdown()
+        factories = (self.c2s_factory, self.component_factory)
+        streams = [stream for factory in factories for stream in factory.streams]
         for stream in streams:
             stream.fail(StreamError("system-shutdown", "The server is shutting down"))
         waited = 0.0
-        while self.c2s_factory.streams and waited < SHUTDOWN_GRACE:
+        while (any(factory.streams for factory in factories) or self.s2s.streams) and waited < SHUTDOWN_GRACE:
             await _sleep(self.reactor, 0.05)
             waited += 0.05
-        for stream in list(self.c2s_factory.streams):
+        for stream in [stream for factory in factories for stream in factory.streams]:
             stream.transport.abortConnection()
+        self.s2s.abort()
         if self.storage is not None:
             self.storage.close()
             self.storage = None

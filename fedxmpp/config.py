@@ -8,6 +8,7 @@ file, the key and what is wrong.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -76,6 +77,122 @@ class LimitsConfig:
     max_send_buffer: int = 4 * 1024 * 1024
 
 
+ROSTER_PRIVILEGES = ("none", "get", "set", "both")
+MESSAGE_PRIVILEGES = ("none", "outgoing")
+
+
+@dataclass(frozen=True)
+class PrivilegesConfig:
+    """XEP-0356 permissions of one component over the users of every hosted domain."""
+
+    # Read and/or change users' rosters (jabber:iq:roster to a user's bare JID).
+    roster: str = "none"
+    # Send messages on behalf of users (a <forwarded/> message to the server).
+    message: str = "none"
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One XEP-0114 component, an entry of ``[[components.component]]``."""
+
+    domain: str = ""
+    # Exactly one of the two; load() reads secret_file into secret.  Never printed.
+    secret: str = field(default="", repr=False)
+    secret_file: Path = Path()
+    # A second connection for the domain replaces the first instead of being refused.
+    replace: bool = False
+    # The name shown in the server's disco#items (default: the domain).
+    name: str = ""
+    privileges: PrivilegesConfig = field(default_factory=PrivilegesConfig)
+
+
+@dataclass(frozen=True)
+class ComponentsConfig:
+    # Listeners for components; opened only when at least one component is configured.
+    listen: tuple[str, ...] = ("tcp:5347:interface=127.0.0.1",)
+    # Seconds from TCP accept to a completed handshake.
+    handshake_timeout: float = 30.0
+    # Seconds of silence after which a component is disconnected (0 = never).
+    idle_timeout: float = 0.0
+    # Seconds between whitespace keepalives sent to a quiet component (0 = off).
+    keepalive_interval: float = 60.0
+    component: tuple[ComponentConfig, ...] = ()
+
+    def get(self, domain: str) -> ComponentConfig | None:
+        for component in self.component:
+            if component.domain == domain:
+                return component
+        return None
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Settings of the everyday server XEPs (fedxmpp.features)."""
+
+    # XEP-0092: name the operating system in the server's software version.
+    version_os: bool = False
+    # XEP-0054: the largest vCard a user may store, in bytes (as serialised).
+    vcard_max_size: int = 65536
+    # XEP-0049: the largest private XML element a user may store, in bytes.
+    private_max_size: int = 65536
+    # XEP-0049: how many private XML elements (one per namespace) a user may keep.
+    private_max_items: int = 64
+    # XEP-0191: how many addresses a user's blocklist may hold.
+    blocklist_max_items: int = 1000
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """XEP-0077 in-band registration of new accounts (changing one's password and
+    removing one's account are always available to authenticated users)."""
+
+    enabled: bool = False
+    # Accounts one IP address may create in `period` seconds.
+    max_per_ip: int = 3
+    period: float = 3600.0
+
+
+@dataclass(frozen=True)
+class IMConfig:
+    """RFC 6121 instant messaging: rosters and offline messages (XEP-0160)."""
+
+    # Messages kept per user while no resource is available (0 = no offline storage:
+    # such messages are answered with <service-unavailable/>).
+    offline_quota: int = 1000
+    # Items one roster may hold, pending subscription requests included.
+    max_roster_items: int = 1000
+
+
+@dataclass(frozen=True)
+class S2SConfig:
+    """Server-to-server federation (fedxmpp.s2s)."""
+
+    # Listeners for remote servers: STARTTLS ports, and XEP-0368 direct TLS ports.
+    listen: tuple[str, ...] = ("tcp:5269",)
+    direct_tls: tuple[str, ...] = ()
+    # TLS on every S2S stream, both directions (a peer without it is refused).
+    require_encryption: bool = True
+    # Peers' certificates must verify (chain + name); false lets dialback
+    # authenticate peers whose certificates do not.
+    verify_certificates: bool = True
+    # CA certificates (PEM) that peers' certificates must chain to; empty: the system's.
+    ca_file: Path = Path()
+    # DNS servers for SRV and address lookups, "ADDRESS" or "ADDRESS:PORT"; empty: the system's.
+    nameservers: tuple[str, ...] = ()
+    # Static routes, domain -> "tcp:HOST:PORT" (STARTTLS) or "tls:HOST:PORT" (direct TLS).
+    routes: dict[str, str] = field(default_factory=dict)
+    # Seconds for one TCP connection attempt to one target.
+    connect_timeout: float = 10.0
+    # Seconds from TCP connection to an authenticated stream, either direction.
+    auth_timeout: float = 30.0
+    # Seconds a stanza may wait for its connection before it bounces <remote-server-timeout/>.
+    send_timeout: float = 60.0
+    # Seconds without traffic after which a stream is closed (0 = never).
+    idle_timeout: float = 600.0
+    # Stanzas waiting per remote domain while its connection is set up.
+    queue_size: int = 1000
+
+
 @dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
@@ -85,6 +202,11 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     c2s: C2SConfig = field(default_factory=C2SConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    im: IMConfig = field(default_factory=IMConfig)
+    components: ComponentsConfig = field(default_factory=ComponentsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    s2s: S2SConfig = field(default_factory=S2SConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -102,6 +224,18 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "c2s": C2SConfig,
     "limits": LimitsConfig,
+    "im": IMConfig,
+    "components": ComponentsConfig,
+    "features": FeaturesConfig,
+    "registration": RegistrationConfig,
+    "s2s": S2SConfig,
+}
+
+# Fields whose value is itself a table: annotated with one of these classes (a
+# sub-table, [section.key]) or a tuple of one (an array of tables, [[section.key]]).
+_TABLES: dict[str, type] = {
+    "PrivilegesConfig": PrivilegesConfig,
+    "ComponentConfig": ComponentConfig,
 }
 
 
@@ -132,6 +266,7 @@ def _finish(source: str, raw: Mapping[str, Any], base: Path) -> Config:
             raise ConfigError(f"{source}: {name}: must be a table ([{name}])")
         sections[name] = _section(source, name, cls, value, base)
     cfg = Config(source=source, **sections)
+    _check_across(cfg)
     return _derive(cfg)
 
 
@@ -143,13 +278,54 @@ def _section(source: str, section: str, cls: type, raw: Mapping[str, Any], base:
         f = known.get(key)
         if f is None:
             raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
-        values[key] = _coerce(where, f.type, value, base)
+        kind = f.type.replace(" ", "")
+        if kind in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: must be a table ([{section}.{key}]), got {_describe(value)}")
+            values[key] = _section(source, f"{section}.{key}", _TABLES[kind], value, base)
+        elif kind.startswith("tuple[") and kind.endswith(",...]") and kind[6:-5] in _TABLES:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ConfigError(f"{where}: must be an array of tables ([[{section}.{key}]]), "
+                                  f"got {_describe(value)}")
+            values[key] = tuple(_section(source, f"{section}.{key}[{i}]", _TABLES[kind[6:-5]], item, base)
+                                for i, item in enumerate(value))
+        else:
+            values[key] = _coerce(where, f.type, value, base)
     try:
         obj = cls(**values)
     except TypeError as e:  # pragma: no cover - fields() and cls agree
         raise ConfigError(f"{source}: [{section}]: {e}") from None
     _validate(source, section, obj)
+    return _resolve(source, section, obj)
+
+
+def _resolve(source: str, section: str, obj: Any) -> Any:
+    """Read the files that values name (a component's secret_file) now, so that an
+    unreadable one stops start-up rather than the first handshake."""
+    if isinstance(obj, ComponentConfig) and obj.secret_file != Path():
+        where = f"{source}: {section}.secret_file"
+        try:
+            secret = obj.secret_file.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read {str(obj.secret_file)!r}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: {str(obj.secret_file)!r} is not UTF-8 text") from None
+        if not secret:
+            raise ConfigError(f"{where}: {str(obj.secret_file)!r} is empty")
+        return dataclasses.replace(obj, secret=secret)
     return obj
+
+
+def _check_across(cfg: Config) -> None:
+    """Rules that involve more than one section."""
+    for i, component in enumerate(cfg.components.component):
+        if component.domain in cfg.server.domains:
+            raise ConfigError(f"{cfg.source}: components.component[{i}].domain: {component.domain!r} is a hosted "
+                              "domain (server.domains); a component needs a domain of its own")
+    for domain in cfg.s2s.routes:
+        if domain in cfg.server.domains:
+            raise ConfigError(f"{cfg.source}: s2s.routes.{_toml_key(domain)}: {domain!r} is a hosted domain "
+                              "(server.domains); routes are for remote domains")
 
 
 def _coerce(where: str, annotation: str, value: Any, base: Path) -> Any:
@@ -179,7 +355,19 @@ def _coerce(where: str, annotation: str, value: Any, base: Path) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: must be a number, got {_describe(value)}")
         return float(value)
+    if kind == "dict[str,str]":
+        # An inline table of strings, e.g. routes = {"peer.example" = "tcp:192.0.2.1:5269"}.
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: must be a table of strings, got {_describe(value)}")
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"{where}.{_toml_key(k)}: must be a string, got {_describe(v)}")
+        return dict(value)
     raise AssertionError(f"no coercion for {annotation}")  # pragma: no cover
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("-", "").replace("_", "").isalnum() and key.isascii() else f'"{key}"'
 
 
 def _describe(value: Any) -> str:
@@ -226,6 +414,11 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 raise bad(key, "must not be negative")
         if obj.auth_timeout == 0:
             raise bad("auth_timeout", "must be positive")
+    elif isinstance(obj, IMConfig):
+        if not 0 <= obj.offline_quota <= 1_000_000:
+            raise bad("offline_quota", "must be between 0 (no offline storage) and 1000000")
+        if not 1 <= obj.max_roster_items <= 100_000:
+            raise bad("max_roster_items", "must be between 1 and 100000")
     elif isinstance(obj, LimitsConfig):
         if not 10_000 <= obj.max_stanza_size <= 64 * 1024 * 1024:
             raise bad("max_stanza_size", "must be between 10000 (RFC 6120 minimum) and 67108864 bytes")
@@ -233,6 +426,126 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_depth", "must be between 8 and 1000")
         if obj.max_send_buffer < obj.max_stanza_size:
             raise bad("max_send_buffer", "must be at least max_stanza_size")
+    elif isinstance(obj, ComponentsConfig):
+        for desc in obj.listen:
+            if ":" not in desc:
+                raise bad("listen", f"{desc!r} is not a Twisted endpoint string such as 'tcp:5347'")
+        for key in ("idle_timeout", "keepalive_interval"):
+            if getattr(obj, key) < 0:
+                raise bad(key, "must not be negative")
+        if obj.handshake_timeout <= 0:
+            raise bad("handshake_timeout", "must be positive")
+        seen_components: set[str] = set()
+        for i, component in enumerate(obj.component):
+            if component.domain in seen_components:
+                raise bad(f"component[{i}].domain", f"{component.domain!r} is configured twice")
+            seen_components.add(component.domain)
+    elif isinstance(obj, ComponentConfig):
+        if not obj.domain:
+            raise bad("domain", "is required: the domain the component serves")
+        try:
+            canon = prep_domain(obj.domain)
+        except InvalidJID as e:
+            raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
+        if canon != obj.domain:
+            raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+        if obj.secret and obj.secret_file != Path():
+            raise bad("secret", "give secret or secret_file, not both")
+        if not obj.secret and obj.secret_file == Path():
+            raise bad("secret", "is required (or secret_file): the shared secret of the XEP-0114 handshake")
+    elif isinstance(obj, PrivilegesConfig):
+        if obj.roster not in ROSTER_PRIVILEGES:
+            raise bad("roster", f"must be one of {', '.join(map(repr, ROSTER_PRIVILEGES))}, got {obj.roster!r}")
+        if obj.message not in MESSAGE_PRIVILEGES:
+            raise bad("message", f"must be one of {', '.join(map(repr, MESSAGE_PRIVILEGES))}, got {obj.message!r}")
+    elif isinstance(obj, FeaturesConfig):
+        for key in ("vcard_max_size", "private_max_size"):
+            if not 1024 <= getattr(obj, key) <= 16 * 1024 * 1024:
+                raise bad(key, "must be between 1024 and 16777216 bytes")
+        if not 1 <= obj.private_max_items <= 10_000:
+            raise bad("private_max_items", "must be between 1 and 10000")
+        if not 1 <= obj.blocklist_max_items <= 100_000:
+            raise bad("blocklist_max_items", "must be between 1 and 100000")
+    elif isinstance(obj, RegistrationConfig):
+        if not 1 <= obj.max_per_ip <= 10_000:
+            raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")
+        if obj.period <= 0:
+            raise bad("period", "must be positive")
+    elif isinstance(obj, S2SConfig):
+        for key in ("listen", "direct_tls"):
+            for desc in getattr(obj, key):
+                if ":" not in desc:
+                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5269'")
+        for text in obj.nameservers:
+            try:
+                parse_nameserver(text)
+            except ValueError as e:
+                raise bad("nameservers", f"{text!r}: {e} (expected 'ADDRESS' or 'ADDRESS:PORT')") from None
+        for domain, desc in obj.routes.items():
+            where = f"routes.{_toml_key(domain)}"
+            try:
+                canon = prep_domain(domain)
+            except InvalidJID as e:
+                raise bad(where, f"{domain!r} is not a valid domain ({e})") from None
+            if canon != domain:
+                raise bad(where, f"{domain!r} must be written in canonical form {canon!r}")
+            try:
+                parse_route(desc)
+            except ValueError as e:
+                raise bad(where, f"{desc!r} {e}") from None
+        for key in ("connect_timeout", "auth_timeout", "send_timeout"):
+            if getattr(obj, key) <= 0:
+                raise bad(key, "must be positive")
+        if obj.idle_timeout < 0:
+            raise bad("idle_timeout", "must not be negative (0 = never)")
+        if not 1 <= obj.queue_size <= 1_000_000:
+            raise bad("queue_size", "must be between 1 and 1000000")
+
+
+def parse_route(description: str) -> tuple[bool, str, int]:
+    """An ``[s2s] routes`` value: ``tcp:HOST:PORT`` (STARTTLS) or ``tls:HOST:PORT``
+    (direct TLS), an IPv6 HOST in brackets; (direct_tls, host, port).  Raises ValueError."""
+    kind, sep, rest = description.partition(":")
+    if not sep or kind not in ("tcp", "tls"):
+        raise ValueError("must be 'tcp:HOST:PORT' (STARTTLS) or 'tls:HOST:PORT' (direct TLS)")
+    host, sep, port_text = rest.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("must end with ':PORT', a port number from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"has {host!r} in brackets, which is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError("must write an IPv6 address in brackets, e.g. 'tcp:[2001:db8::1]:5269'")
+    return kind == "tls", host, int(port_text)
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """An ``[s2s] nameservers`` entry: ``ADDRESS``, ``ADDRESS:PORT`` or
+    ``[IPV6]:PORT``; (address, port).  Raises ValueError."""
+    host, port = text, 53
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1:] if end >= 0 else ""
+        if end < 0 or (rest and (not rest.startswith(":") or not rest[1:].isdigit())):
+            raise ValueError("is not '[ADDRESS]:PORT'")
+        host = text[1:end]
+        if rest:
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        if not port_text.isdigit():
+            raise ValueError("has a port that is not a number")
+        port = int(port_text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"names {host!r}, which is not an IP address") from None
+    if not 0 < port < 65536:
+        raise ValueError("has a port outside 1 to 65535")
+    return host, port
 
 
 def _derive(cfg: Config) -> Config:

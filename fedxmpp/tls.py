@@ -35,13 +35,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import verify_certificate_hostname
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
 __all__ = [
-    "ID_ON_XMPPADDR", "CertificateStore", "TLSSetupError", "channel_bindings", "generate_self_signed",
-    "negotiated_server_name", "xmpp_addrs",
+    "ID_ON_XMPPADDR", "CertificateStore", "PeerCheck", "PeerVerifier", "TLSSetupError", "channel_bindings",
+    "generate_self_signed", "negotiated_server_name", "peer_chain", "xmpp_addrs",
 ]
 
 log = Logger()
@@ -192,7 +192,8 @@ class CertificateStore:
         self._domains = tuple(domains)
         self._self_signed = self_signed
         self._credentials: dict[str, _Credentials] = {}
-        self._creators: dict[tuple[bytes, ...], _ServerCreator] = {}
+        self._creators: dict[tuple[tuple[bytes, ...], bool], _ServerCreator] = {}
+        self._client_contexts: dict[tuple[str | None, tuple[bytes, ...]], SSL.Context] = {}
 
     def domains(self) -> tuple[str, ...]:
         """The hosted domains, the default (no or unknown SNI) first."""
@@ -224,6 +225,7 @@ class CertificateStore:
             credentials[domain] = _load_pair(domain, *paths)
         self._credentials = credentials
         self._creators.clear()
+        self._client_contexts.clear()
 
     def _find(self, domain: str) -> tuple[Path, Path] | None:
         layouts = [
@@ -242,25 +244,51 @@ class CertificateStore:
                      used=str(found[0][0]), ignored=str(found[1][0]), domain=domain)
         return found[0] if found else None
 
-    def server_creator(self, *, alpn: Sequence[bytes] = ()) -> IOpenSSLServerConnectionCreator:
+    def server_creator(self, *, alpn: Sequence[bytes] = (),
+                       request_client_cert: bool = False) -> IOpenSSLServerConnectionCreator:
         """What ``transport.startTLS()`` and ``TLSMemoryBIOFactory`` take for the server
         side.  *alpn* lists the protocols to agree on, e.g. ``[b"xmpp-client"]`` for
         direct TLS; a client offering none of them is served without ALPN.
 
-        The same object is returned for the same *alpn*, so calling this per connection
-        is cheap and TLS sessions can be resumed.
+        With *request_client_cert* (server-to-server) the peer is asked for its
+        certificate, and any certificate, or none, lets the handshake finish: the
+        caller checks it afterwards with :class:`PeerVerifier` (OpenSSL's own check
+        would refuse server-auth-only certificates, which S2S must accept).
+
+        The same object is returned for the same arguments, so calling this per
+        connection is cheap and TLS sessions can be resumed.
         """
         if not self._credentials:
             raise RuntimeError("CertificateStore.load() has not been called")
-        key = tuple(alpn)
+        key = (tuple(alpn), request_client_cert)
         creator = self._creators.get(key)
         if creator is None:
             contexts: dict[str, SSL.Context] = {}
             for domain in self._domains:
-                ctx = _server_context(self._credentials[domain], key)
+                ctx = _server_context(self._credentials[domain], key[0])
+                if request_client_cert:
+                    ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
                 contexts[domain] = contexts[_a_label(domain)] = ctx
             creator = self._creators[key] = _ServerCreator(contexts, contexts[self._domains[0]])
         return creator
+
+    def client_creator(self, domain: str | None, server_name: str, *,
+                       alpn: Sequence[bytes] = ()) -> IOpenSSLClientConnectionCreator:
+        """The client side of a server-to-server connection from our *domain* (whose
+        certificate is presented when we have one) to *server_name* (sent as SNI).
+
+        OpenSSL does not judge the peer's certificate: the caller does, after the
+        handshake, with :class:`PeerVerifier`, so that a failed check can fall back
+        to dialback instead of losing the connection.
+        """
+        if not self._credentials:
+            raise RuntimeError("CertificateStore.load() has not been called")
+        credentials = self._credentials.get(domain) if domain is not None else None
+        key = (credentials.domain if credentials is not None else None, tuple(alpn))
+        ctx = self._client_contexts.get(key)
+        if ctx is None:
+            ctx = self._client_contexts[key] = _client_context(credentials, key[1])
+        return _ClientCreator(ctx, _a_label(server_name))
 
 
 def _load_pair(domain: str, cert_path: Path, key_path: Path) -> _Credentials:
@@ -325,6 +353,43 @@ def _server_context(credentials: _Credentials, alpn: tuple[bytes, ...]) -> SSL.C
     if alpn:
         ctx.set_alpn_select_callback(_alpn_selector(alpn))
     return ctx
+
+
+def _accept_any(connection: SSL.Connection, cert: object, errno: int, depth: int, ok: int) -> bool:
+    return True
+
+
+def _client_context(credentials: _Credentials | None, alpn: tuple[bytes, ...]) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    ctx.set_cipher_list(_TLS12_CIPHERS)
+    ctx.set_verify(SSL.VERIFY_NONE, _accept_any)
+    if credentials is not None:
+        ctx.use_certificate(credentials.chain[0])
+        for intermediate in credentials.chain[1:]:
+            ctx.add_extra_chain_cert(intermediate)
+        ctx.use_privatekey(credentials.key)  # type: ignore[arg-type]
+        ctx.check_privatekey()
+    if alpn:
+        ctx.set_alpn_protos(list(alpn))
+    return ctx
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _ClientCreator:
+    """Client connections asking for *server_name* with SNI."""
+
+    def __init__(self, context: SSL.Context, server_name: str) -> None:
+        self._context = context
+        self._server_name = server_name
+
+    def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        connection.set_tlsext_host_name(self._server_name.encode("ascii", "replace"))
+        return connection
 
 
 def _alpn_selector(ours: tuple[bytes, ...]) -> Callable[[SSL.Connection, list[bytes]], bytes]:
@@ -402,3 +467,150 @@ def _end_point_hash(cert: x509.Certificate) -> bytes | None:
     digest = hashes.Hash(algorithm)
     digest.update(cert.public_bytes(serialization.Encoding.DER))
     return digest.finalize()
+
+
+# -- peers' certificates (server-to-server) ---------------------------------------------
+
+@dataclass(frozen=True)
+class PeerCheck:
+    """What a peer's certificate proves: *chain_ok* (it chains to a trusted CA and is
+    within its validity), and the *names* it may authenticate as (A-labels and
+    XmppAddrs, lower case; ``*.`` for wildcards).  *problem* says why it does not
+    verify, worded for a log line."""
+
+    chain_ok: bool
+    problem: str
+    names: tuple[str, ...] = ()
+    not_after: datetime.datetime | None = None
+    _certificate: x509.Certificate | None = None
+
+    def valid_for(self, domain: str) -> bool:
+        """The chain verifies and the certificate names *domain* (RFC 6125: DNS-ID,
+        SRV-ID ``_xmpp-server.``, or RFC 6120 XmppAddr)."""
+        if not self.chain_ok or self._certificate is None:
+            return False
+        return _names_domain(self._certificate, domain)
+
+
+class PeerVerifier:
+    """Checks peers' certificates ourselves, after the handshake.
+
+    Trust comes from *ca_file* when given (only those CAs), else from the system's CA
+    store.  No purpose (extended key usage) is required: a server presenting a
+    server-auth-only certificate on its outgoing connection (Let's Encrypt since 2026)
+    is accepted, as S2S needs.
+    """
+
+    def __init__(self, ca_file: Path | None = None) -> None:
+        from OpenSSL import crypto
+
+        store = crypto.X509Store()
+        if ca_file is not None:
+            try:
+                store.load_locations(str(ca_file))
+            except (crypto.Error, SSL.Error, OSError) as e:
+                raise TLSSetupError(f"{ca_file}: cannot load CA certificates: {e}") from None
+            self.source = str(ca_file)
+        else:
+            paths = _system_ca_paths()
+            loaded = False
+            for cafile, capath in paths:
+                try:
+                    store.load_locations(cafile, capath)
+                    loaded = True
+                except (crypto.Error, SSL.Error, OSError):
+                    continue
+            if not loaded:
+                log.warn("No system CA certificates found; peers' certificates will not verify")
+            self.source = "the system's CA store"
+        self._store = store
+
+    def check(self, chain: Sequence[x509.Certificate]) -> PeerCheck:
+        """Verify *chain* (the peer's leaf first, then what else it sent)."""
+        from OpenSSL import crypto
+
+        if not chain:
+            return PeerCheck(False, "no certificate presented")
+        leaf = chain[0]
+        names = _certificate_names(leaf)
+        untrusted = [crypto.X509.from_cryptography(c) for c in chain[1:] if c != leaf]
+        try:
+            crypto.X509StoreContext(self._store, crypto.X509.from_cryptography(leaf), untrusted).verify_certificate()
+        except crypto.X509StoreContextError as e:
+            return PeerCheck(False, str(e.args[0] if e.args else e), names, leaf.not_valid_after_utc, leaf)
+        return PeerCheck(True, "", names, leaf.not_valid_after_utc, leaf)
+
+
+def _system_ca_paths() -> list[tuple[str | None, str | None]]:
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    out: list[tuple[str | None, str | None]] = []
+    for cafile, capath in ((paths.cafile, paths.capath), (paths.openssl_cafile, paths.openssl_capath)):
+        cafile = cafile if cafile and os.path.isfile(cafile) else None
+        capath = capath if capath and os.path.isdir(capath) else None
+        if cafile or capath:
+            out.append((cafile, capath))
+    return out
+
+
+def peer_chain(connection: SSL.Connection) -> list[x509.Certificate]:
+    """The certificates the peer presented, its leaf first (empty if none)."""
+    leaf = connection.get_peer_certificate(as_cryptography=True)
+    if leaf is None:
+        return []
+    rest = connection.get_peer_cert_chain(as_cryptography=True) or []
+    return [leaf] + [c for c in rest if c != leaf]
+
+
+def _certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
+    out: list[str] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        out.extend(name.lower() for name in san.get_values_for_type(x509.DNSName))
+        for other in san.get_values_for_type(x509.OtherName):
+            if other.type_id == _ID_ON_DNS_SRV:
+                srv = _parse_der_ia5string(other.value)
+                if srv:
+                    out.append(srv.lower())
+    out.extend(addr.lower() for addr in xmpp_addrs(cert))
+    return tuple(dict.fromkeys(out))
+
+
+# RFC 4985: the otherName carrying an SRV-ID (e.g. "_xmpp-server.example.org").
+_ID_ON_DNS_SRV = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.7")
+
+
+def _parse_der_ia5string(der: bytes) -> str | None:
+    if len(der) < 2 or der[0] != 0x16 or der[1] & 0x80 or len(der) != 2 + der[1]:
+        return None
+    try:
+        return der[2:].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def _names_domain(cert: x509.Certificate, domain: str) -> bool:
+    from service_identity.cryptography import extract_patterns
+    from service_identity.hazmat import DNS_ID, SRV_ID
+
+    a_label = _a_label(domain)
+    try:
+        patterns = extract_patterns(cert)
+    except (CertificateError, ValueError):
+        patterns = []
+    try:
+        wanted = [DNS_ID(a_label), SRV_ID(f"_xmpp-server.{a_label}")]
+    except (ValueError, CertificateError):
+        wanted = []
+    for pattern in patterns:
+        for ident in wanted:
+            try:
+                if ident.verify(pattern):
+                    return True
+            except (CertificateError, ValueError):
+                continue
+    return any(addr.lower() == domain for addr in xmpp_addrs(cert))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from twisted.internet import defer, interfaces
 from twisted.logger import Logger
@@ -32,6 +33,18 @@ log = Logger()
 
 # Base64 of the largest SASL message we read; SCRAM messages are far smaller.
 MAX_SASL_DATA = 16384
+
+
+@dataclass(frozen=True)
+class PreAuthRequest:
+    """An iq from a client that has not authenticated yet (after TLS), offered to
+    the "c2s/pre-auth-iq" hook.  The handler that returns True answers it with
+    *send* (the reply needs no addresses)."""
+
+    element: domish.Element
+    domain: str
+    peer: str
+    send: Callable[[domish.Element], None]
 
 
 class Stage(enum.Enum):
@@ -90,6 +103,8 @@ class ClientStreamHandler:
                 cb = features.addElement((ns.SASL_CB, "sasl-channel-binding"))
                 for kind in self._bindings:
                     cb.addElement("channel-binding")["type"] = kind
+            # Features offered before authentication (XEP-0077 in-band registration).
+            self.ctx.hooks.fire("c2s/pre-auth-features", features)
         elif self.stage is Stage.BIND:
             features.addElement((ns.BIND, "bind"))
             features.addElement((ns.SESSION, "session")).addElement("optional")
@@ -130,6 +145,11 @@ class ClientStreamHandler:
     def _sasl_stage(self, stream: ServerStream, element: domish.Element) -> None:
         if element.uri != ns.SASL:
             if element.uri == ns.CLIENT:
+                # An iq a feature serves before authentication (XEP-0077 in-band
+                # registration); anything else is not allowed yet.
+                if element.name == "iq" and self.ctx.hooks.fire(
+                        "c2s/pre-auth-iq", PreAuthRequest(element, stream.domain, _peer_host(stream), stream.send)):
+                    return
                 stream.fail(StreamError("not-authorized", "Authenticate first"))
             else:
                 stream.fail(StreamError("policy-violation", "Unexpected element during authentication"))

@@ -1,8 +1,8 @@
-"""Server features, one module per XEP, each with ``register(hooks)``.
+"""Server features, one module per XEP, each with ``register(hooks, ctx)``.
 
 ``ENABLED`` is the list that app.py registers, in order.
 """
 
-from fedxmpp.features import ping
+from fedxmpp.features import blocking, caps, disco, last, ping, private, register, time, vcard, version
 
-ENABLED = (ping,)
+ENABLED = (ping, disco, caps, version, time, last, vcard, private, blocking, register)

@@ -39,6 +39,9 @@ class Disco:
     # Functions returning (jid, name) pairs for the server's disco#items, e.g.
     # connected and configured components; called per query.
     item_providers: list[Any] = field(default_factory=list)
+    # Predicates on a disco#info 'node': True when the server's own info answers
+    # for that node too (XEP-0115: the caps 'node#ver' of the server).
+    server_info_nodes: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -51,3 +54,7 @@ class FeatureContext:
     disco: Disco
     # fedxmpp.storage.Storage once the database is open (None before start).
     storage: Any = None
+    # fedxmpp.im.roster.Roster: rosters with pushes (get, set_item, remove).
+    roster: Any = None
+    # fedxmpp.im.presence.Presence: who is available, presence broadcasts.
+    presence: Any = None

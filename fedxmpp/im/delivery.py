@@ -7,9 +7,16 @@ fires a layered event named after the stanza and its destination::
     presence/host presence/bare presence/full
     iq-get/host/<ns>  iq-set/bare/<ns>  iq-result/full ...
 
+An iq request fires ``iq-get/<kind>`` (or ``iq-set/<kind>``) before the event of
+its namespace, for handlers that apply to every request (XEP-0191 blocking).
 Features hook these with priorities; the default rules below run last
 (priority -1000).  An iq request that nothing handles is answered with
 ``<service-unavailable/>`` — never silence.
+
+What a hosted domain's own clients send passes the sender-side ``pre-`` events
+first (``pre-presence/bare``...; see :mod:`fedxmpp.im.outbound`); roster,
+presence and offline messages live in :mod:`fedxmpp.im.roster`,
+:mod:`fedxmpp.im.presence` and :mod:`fedxmpp.im.offline`.
 """
 
 from __future__ import annotations
@@ -88,6 +95,10 @@ class LocalDelivery:
             if stype in ("get", "set"):
                 child = event.payload()
                 xmlns = child.uri if child is not None else ""
+                # Every request, whatever its namespace, before the handlers of its
+                # namespace (for policies such as XEP-0191 blocking).
+                if self.hooks.fire(f"iq-{stype}/{kind}", event):
+                    return
                 if self.hooks.fire(f"iq-{stype}/{kind}/{xmlns}", event):
                     return
                 if kind == "full" and self.hooks.fire("iq/full", event):
@@ -157,14 +168,9 @@ class LocalDelivery:
         return True
 
     def _presence_bare(self, event: StanzaEvent) -> bool:
-        # Undirected presence from a user's own session: its availability and priority.
-        if event.frm.bare == event.to and event.frm.resource is not None:
-            session = self.sessions.get(event.frm)
-            if session is not None:
-                _apply_own_presence(session, event.stanza)
-            return True
-        # Presence to another user is delivered to their available resources; the
-        # subscription rules of RFC 6121 §3-§4 come with the roster.
+        # Presence to a user goes to their available resources.  A user's own
+        # broadcasts, subscriptions and probes are handled before this by
+        # fedxmpp.im.presence.
         for s in self._available(event.to):
             s.send(event.stanza)
         return True
@@ -181,23 +187,3 @@ class LocalDelivery:
             return []
         top = max(s.priority for s in candidates)
         return [s for s in candidates if s.priority == top]
-
-
-def _apply_own_presence(session: BoundSession, stanza: domish.Element) -> None:
-    stype = stanza.getAttribute("type")
-    if stype is None:
-        session.available = True
-        session.priority = _priority(stanza)
-    elif stype == "unavailable":
-        session.available = False
-
-
-def _priority(stanza: domish.Element) -> int:
-    for child in stanza.elements():
-        if child.name == "priority":
-            try:
-                value = int(str(child).strip())
-            except ValueError:
-                return 0
-            return max(-128, min(127, value))
-    return 0

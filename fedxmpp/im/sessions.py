@@ -22,6 +22,8 @@ class BoundSession(Protocol):
     address: JID
     available: bool
     priority: int
+    #: The last available presence the resource broadcast (None when unavailable).
+    presence: domish.Element | None
     replaced: bool
 
     def send(self, stanza: domish.Element) -> None: ...

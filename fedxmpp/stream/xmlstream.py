@@ -61,10 +61,17 @@ def new_stream_id() -> str:
 class ServerStream(Protocol):
     """One inbound XMPP stream, from the first byte to the closed socket."""
 
+    # Extra (prefix, namespace) declarations for our stream header, e.g. the
+    # dialback 'db' prefix that S2S streams declare (XEP-0220 §2.4.1).
+    header_prefixes: tuple[tuple[str, str], ...] = ()
+
     def __init__(self, handler: StreamHandler, *, content_ns: str, limits: StreamLimits, clock: interfaces.IReactorTime,
                  negotiation_timeout: float, idle_timeout: float = 0.0, keepalive_interval: float = 0.0,
-                 on_lost: Callable[[ServerStream], None] | None = None) -> None:
+                 on_lost: Callable[[ServerStream], None] | None = None, versioned: bool = True) -> None:
         self.handler = handler
+        # XEP-0114 component streams predate stream versions: when False, any header
+        # version is accepted and ours carries none (so no features are expected).
+        self.versioned = versioned
         self.on_lost = on_lost
         self.content_ns = content_ns
         self.limits = limits
@@ -201,7 +208,7 @@ class ServerStream(Protocol):
             raise StreamError("invalid-namespace", f"This service speaks {self.content_ns}")
         version = root.getAttribute("version", "")
         major = version.split(".", 1)[0]
-        if not major.isdigit() or int(major) < 1:
+        if self.versioned and (not major.isdigit() or int(major) < 1):
             raise StreamError("unsupported-version", "XMPP 1.0 streams only")
         self.domain = self.handler.stream_opened(self, root)
         self._send_header(self.domain, peer=root.getAttribute("from"))
@@ -220,6 +227,10 @@ class ServerStream(Protocol):
         self.stream_id = new_stream_id()
         attrs = [f"xmlns='{self.content_ns}'", f"xmlns:stream='{ns.STREAMS}'", f"id='{self.stream_id}'",
                  "version='1.0'", "xml:lang='en'"]
+        if not self.versioned:
+            attrs.remove("version='1.0'")
+        for prefix, uri in self.header_prefixes:
+            attrs.insert(2, f"xmlns:{prefix}='{uri}'")
         if domain:
             attrs.insert(2, f"from='{domain}'")
         if peer:

@@ -26,6 +26,22 @@ USERS: dict[str, str] = {
     "trent@example.test": "trent-secret",
     "uma@example.test": "pässwörd ✓ with spaces",
     "oscar@other.test": "oscar-secret",
+    # Rosters, presence and offline messages (test_roster.py, test_presence.py, test_offline.py).
+    "romeo@example.test": "romeo-secret",
+    "juliet@example.test": "juliet-secret",
+    "nurse@example.test": "nurse-secret",
+    "tybalt@example.test": "tybalt-secret",
+    "mercutio@example.test": "mercutio-secret",
+    "benvolio@example.test": "benvolio-secret",
+    "paris@example.test": "paris-secret",
+    "rosaline@example.test": "rosaline-secret",
+    "sampson@example.test": "sampson-secret",
+    "gregory@example.test": "gregory-secret",
+    # The everyday XEPs (test_features.py, test_blocking.py).
+    "wendy@example.test": "wendy-secret",
+    "victor@example.test": "victor-secret",
+    "bella@example.test": "bella-secret",
+    "pest@example.test": "pest-secret",
 }
 
 # The shared server's limits, small so that the limit tests send little.

@@ -24,6 +24,7 @@ import select
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -98,11 +99,25 @@ def _toml_value(value: Any) -> str:
 def toml_text(sections: dict[str, dict[str, Any]]) -> str:
     lines: list[str] = []
     for name, values in sections.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
+        _toml_table(lines, f"[{name}]", name, values)
     return "\n".join(lines)
+
+
+def _toml_table(lines: list[str], header: str, path: str, values: dict[str, Any]) -> None:
+    """A table's plain keys first, then its sub-tables ([path.key]) and arrays of
+    tables ([[path.key]]), e.g. {"component": [{"domain": ..., "privileges": {...}}]}."""
+    lines.append(header)
+    nested = []
+    for key, value in values.items():
+        if isinstance(value, dict) or (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
+            nested.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    lines.append("")
+    for key, value in nested:
+        for entry in (value if isinstance(value, list) else [value]):
+            table = f"[[{path}.{key}]]" if isinstance(value, list) else f"[{path}.{key}]"
+            _toml_table(lines, table, f"{path}.{key}", entry)
 
 
 def merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
@@ -141,6 +156,8 @@ class ServerProcess:
             "auth": {"scram_iterations": 4096},
             "c2s": {"listen": [f"tcp:{self.port}:interface=127.0.0.1"],
                     "direct_tls": [f"tcp:{self.tls_port}:interface=127.0.0.1"]},
+            # No federation listener unless a test asks (the default, *:5269, is shared).
+            "s2s": {"listen": [], "direct_tls": []},
         }
         return merge(base, self.overrides)
 
@@ -868,6 +885,16 @@ async def login(server: ServerProcess, jid: str, password: str, *, mech: str | N
         await client.close()
         raise LoginFailed(f"{jid}: {reason} (SASL failures: {conditions})", conditions)
     return client
+
+
+def kill(client: Client) -> None:
+    """Drop a slixmpp client's connection the way a crashed device or a dead network
+    does: a TCP reset, with neither </stream:stream> nor TLS close_notify."""
+    transport = client.xmpp.transport
+    if transport is None:
+        raise HarnessError("the client is not connected")
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 @contextlib.asynccontextmanager

@@ -57,12 +57,13 @@ def test_message_to_bare_jid(server):
     run(scenario())
 
 
-def test_message_to_bare_jid_nobody_available(server):
-    """A message to a bare JID with no available resource is not silently dropped: the
-    sender gets an error (there is no offline storage yet)."""
+def test_message_to_user_that_does_not_exist(server):
+    """A message to a user who has no account is not silently dropped: the sender
+    gets <service-unavailable/> (RFC 6121 §8.5.2.2.1).  (A user who exists but is
+    offline gets the message stored: test_offline.py.)"""
     async def scenario():
         async with logged_in(server, "alice@example.test/none", USERS["alice@example.test"]) as alice:
-            alice.xmpp.send_message(mto="peggy@example.test", mbody="anyone?")
+            alice.xmpp.send_message(mto="nobody-here@example.test", mbody="anyone?")
             msg = await alice.next_message()
             assert msg["type"] == "error", msg
             assert msg["error"]["condition"] == "service-unavailable", msg

@@ -20,6 +20,7 @@ class FakeSession:
         self.requested = full.resource
         self.available = available
         self.priority = priority
+        self.presence: domish.Element | None = None
         self.replaced = False
         self.sent: list[domish.Element] = []
         self.closed_with: list[StreamError | None] = []

@@ -1,0 +1,1 @@
+"""Example programs that use fedxmpp (importable so that the tests can reach them)."""

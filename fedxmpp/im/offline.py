@@ -1,0 +1,196 @@
+"""Offline messages (XEP-0160) with their XEP-0203 delay stamp, and the
+"no such user" rule of RFC 6121 §8.5.2.2.
+
+A ``normal`` or ``chat`` message to a user with no available resource of
+non-negative priority is stored with ``<delay xmlns='urn:xmpp:delay'/>`` naming
+the server and the time it was stored.  The store call itself checks that the
+account exists, in the same transaction: for a user who does not exist the
+sender gets ``<service-unavailable/>`` (RFC 6121 §8.5.2.2.1), and so does the
+sender when the user's quota (``[im] offline_quota``) is full (XEP-0160 §2,
+step 3).  A message that carries nothing but a chat state is not kept, and not
+answered with an error either (XEP-0085 §5.8).
+
+When a resource becomes available with a non-negative priority, the presence
+module calls :meth:`OfflineMessages.session_available`: the stored messages are
+taken (and deleted) in one transaction and sent to that resource, oldest first
+(XEP-0160 §2, step 5).
+Messages to the user's bare JID that arrive while this runs are held back and
+delivered after them, so the order stays the order of arrival.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.words.xish import domish
+
+from fedxmpp.im.delivery import StanzaEvent
+from fedxmpp.im.sessions import BoundSession
+from fedxmpp.storage import NoSuchAccount, StorageError
+from fedxmpp.xml import ns
+from fedxmpp.xml.errors import StreamError
+from fedxmpp.xml.jid import JID, InvalidJID
+from fedxmpp.xml.parser import StreamParser
+from fedxmpp.xml.serialize import serialize
+
+if TYPE_CHECKING:
+    from fedxmpp.features.context import FeatureContext
+
+log = Logger()
+
+DELAY = "urn:xmpp:delay"
+CHATSTATES = "http://jabber.org/protocol/chatstates"
+MSGOFFLINE = "msgoffline"  # XEP-0160 §4: the disco feature
+
+# Before the default rules of LocalDelivery (-1000), after features that filter.
+PRIORITY = -500
+# Holding messages during a flush comes before every other handler, so that a held
+# message, fired again afterwards, passes each handler exactly once.
+HOLD_PRIORITY = 10_000
+
+
+@dataclass
+class _Flush:
+    """Messages to a user's bare JID held back while stored ones are being taken."""
+
+    running: int = 0
+    held: list[StanzaEvent] = field(default_factory=list)
+
+
+class OfflineMessages:
+    def __init__(self, ctx: FeatureContext, *, quota: int) -> None:
+        self.ctx = ctx
+        self.quota = quota
+        self._flushing: dict[JID, _Flush] = {}
+        #: Stored, delivered: counters for logs and tests.
+        self.stored = 0
+        self.delivered = 0
+        ctx.hooks.add("message/bare", self._hold, HOLD_PRIORITY)
+        ctx.hooks.add("message/bare", self._message_bare, PRIORITY)
+        if quota > 0:
+            ctx.disco.server_features.add(MSGOFFLINE)
+
+    # -- storing ------------------------------------------------------------------------
+
+    def _hold(self, event: StanzaEvent) -> bool:
+        flush = self._flushing.get(event.to)
+        if flush is None:
+            return False
+        flush.held.append(event)
+        return True
+
+    def _message_bare(self, event: StanzaEvent) -> bool:
+        if event.type not in (None, "normal", "chat"):
+            return False
+        if self.quota <= 0:
+            return False  # the default rules answer <service-unavailable/>
+        for session in self.ctx.sessions.resources(event.to):
+            if session.available and session.priority >= 0:
+                return False  # someone to deliver to: the default rules
+        if _only_chat_state(event.stanza):
+            return True
+        Deferred.fromCoroutine(self._store(event)).addErrback(
+            lambda f: log.failure("Storing an offline message failed", f))
+        return True
+
+    async def _store(self, event: StanzaEvent) -> None:
+        to = event.to
+        stamped = _copy(event.stanza)
+        delay = stamped.addElement((DELAY, "delay"))
+        delay["from"] = to.host
+        delay["stamp"] = _stamp(self.ctx.clock.seconds())
+        try:
+            stored = await self.ctx.storage.offline.store(to.user, to.host, serialize(stamped, ns.CLIENT),
+                                                          self.quota)
+        except NoSuchAccount:
+            event.error("service-unavailable")
+            return
+        except StorageError as e:
+            log.error("Could not store a message for {user}: {error}", user=to.full(), error=str(e))
+            event.error("internal-server-error", "The message could not be stored")
+            return
+        if not stored:
+            log.info("Offline storage of {user} is full", user=to.full())
+            event.error("service-unavailable", "The recipient's offline message storage is full")
+            return
+        self.stored += 1
+
+    # -- delivering ------------------------------------------------------------------------
+
+    def session_available(self, session: BoundSession) -> None:
+        """*session* just became available with a non-negative priority: deliver
+        what was stored for its user.  Called synchronously by the presence module."""
+        if self.quota <= 0:
+            return
+        bare = session.bare
+        flush = self._flushing.setdefault(bare, _Flush())
+        flush.running += 1
+        Deferred.fromCoroutine(self._flush(session, bare, flush)).addErrback(
+            lambda f: log.failure("Delivering offline messages failed", f))
+
+    async def _flush(self, session: BoundSession, bare: JID, flush: _Flush) -> None:
+        try:
+            try:
+                stored = await self.ctx.storage.offline.take_all(bare.user, bare.host)
+            except StorageError as e:
+                # take_all is one transaction: the messages are still stored.
+                log.error("Could not read the offline messages of {user}: {error}", user=bare.full(),
+                          error=str(e))
+                stored = []
+            limits = self.ctx.config.limits
+            for text in stored:
+                message = parse_stanza(text, limits.max_stanza_size * 2, limits.max_depth + 2)
+                if message is None:
+                    log.error("Dropped an unreadable offline message of {user}", user=bare.full())
+                    continue
+                self.delivered += 1
+                if self.ctx.sessions.get(session.address) is session and session.available:
+                    session.send(message)
+                else:  # gone meanwhile: the bare-JID rules again (which may store it again)
+                    self._reroute(message, bare)
+        finally:
+            flush.running -= 1
+            if flush.running == 0:
+                del self._flushing[bare]
+                for event in flush.held:
+                    self.ctx.hooks.fire("message/bare", event)
+
+    def _reroute(self, message: domish.Element, bare: JID) -> None:
+        try:
+            frm = JID.parse(message.getAttribute("from", ""))
+        except InvalidJID:
+            frm = bare.domain
+        self.ctx.hooks.fire("message/bare", StanzaEvent(message, frm, bare, self.ctx.router))
+
+
+def _only_chat_state(stanza: domish.Element) -> bool:
+    children = list(stanza.elements())
+    return bool(children) and all(c.uri == CHATSTATES for c in children)
+
+
+def _stamp(seconds: float) -> str:
+    """A XEP-0082 DateTime in UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _copy(stanza: domish.Element) -> domish.Element:
+    el = domish.Element((stanza.uri, stanza.name), attribs=dict(stanza.attributes))
+    el.children = list(stanza.children)
+    return el
+
+
+def parse_stanza(text: str, max_size: int, max_depth: int) -> domish.Element | None:
+    """One stanza serialised by :func:`~fedxmpp.xml.serialize.serialize` for a
+    ``jabber:client`` stream, parsed back with the server's restricted parser."""
+    found: list[domish.Element] = []
+    parser = StreamParser(on_stream_start=lambda root: None, on_element=found.append,
+                          on_stream_end=lambda: None, max_stanza_size=max_size, max_depth=max_depth)
+    try:
+        parser.feed(f"<stream xmlns='{ns.CLIENT}'>{text}</stream>".encode("utf-8"))
+    except StreamError:
+        return None
+    return found[0] if len(found) == 1 else None

@@ -1,0 +1,100 @@
+"""One job at a time per user: the order in which a user's presence and roster work happens.
+
+Roster and subscription work needs the database, so it is asynchronous; yet two
+stanzas about one user must take effect in the order they arrived (a
+``subscribed`` then a presence update, two roster sets...).  :class:`SerialJobs`
+keeps a queue per key (a bare JID): a job starts when the previous one for that
+key has finished, and at once, synchronously, when the queue is idle — so work
+that needs no database (a presence delivered to an online user) costs nothing
+extra.  Jobs for different keys run concurrently; a job must never wait for
+another key's job (it may *submit* one), so queues cannot deadlock.
+
+The queue drains in a loop, not by recursion, so thousands of jobs that finish
+synchronously behind a slow one cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Awaitable, Callable, Hashable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+Job = Callable[..., "Awaitable[Any] | Any"]
+
+
+class _Entry:
+    __slots__ = ("fn", "args", "done")
+
+    def __init__(self, fn: Job, args: tuple[Any, ...], done: Deferred[Any] | None) -> None:
+        self.fn = fn
+        self.args = args
+        self.done = done
+
+
+class SerialJobs:
+    def __init__(self) -> None:
+        self._queues: dict[Hashable, deque[_Entry]] = {}
+
+    def busy(self, key: Hashable) -> bool:
+        """Whether a job for *key* is running or waiting."""
+        return key in self._queues
+
+    def run(self, key: Hashable, fn: Job, *args: Any) -> None:
+        """Run ``fn(*args)`` (sync or async) after *key*'s earlier jobs; failures are logged."""
+        self._submit(key, _Entry(fn, args, None))
+
+    def call(self, key: Hashable, fn: Job, *args: Any) -> Deferred[Any]:
+        """As :meth:`run`, with a Deferred of the job's result for the caller to await."""
+        done: Deferred[Any] = Deferred()
+        self._submit(key, _Entry(fn, args, done))
+        return done
+
+    def _submit(self, key: Hashable, entry: _Entry) -> None:
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.append(entry)
+            return
+        queue = self._queues[key] = deque((entry,))
+        self._drain(key, queue)
+
+    def _drain(self, key: Hashable, queue: deque[_Entry]) -> None:
+        while queue:
+            entry = queue[0]
+            try:
+                result = entry.fn(*entry.args)
+            except BaseException:
+                self._settle(entry, Failure())
+                queue.popleft()
+                continue
+            if isinstance(result, Deferred) or hasattr(result, "__await__"):
+                d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
+                outcome: list[Any] = []
+                # Consumes the result (a failure included): _settle reports it.
+                d.addBoth(lambda r, out=outcome: out.append(r))
+                if not outcome:  # still running: carry on when it finishes
+                    d.addCallback(lambda _, e=entry, out=outcome: self._resume(key, queue, e, out[0]))
+                    return
+                result = outcome[0]
+            self._settle(entry, result)
+            queue.popleft()
+        del self._queues[key]
+
+    def _resume(self, key: Hashable, queue: deque[_Entry], entry: _Entry, result: Any) -> None:
+        queue.popleft()
+        self._settle(entry, result)
+        self._drain(key, queue)
+
+    @staticmethod
+    def _settle(entry: _Entry, result: Any) -> None:
+        if entry.done is not None:
+            if isinstance(result, Failure):
+                entry.done.errback(result)
+            else:
+                entry.done.callback(result)
+        elif isinstance(result, Failure):
+            log.failure("Job {job!r} failed", result, job=entry.fn)
