@@ -199,7 +199,9 @@ def test_privileged_message_is_routed_as_the_user(gw_server):
         async with logged_in(gw_server, "cody@example.test/p", USERS["cody@example.test"]) as cody, \
                 attached(gw_server.component_port, "priv.example.test", SECRET, plugins=("xep_0356",)) as priv:
             plugin = priv.xmpp.plugin["xep_0356"]
-            await _until(lambda: plugin.granted_privileges["example.test"].message == "outgoing")
+            # One advertisement per hosted domain, each its own message: wait for both.
+            await _until(lambda: all(plugin.granted_privileges[d].message == "outgoing"
+                                     for d in ("example.test", "other.test")))
             assert plugin.granted_privileges["example.test"].roster == "both"
             assert plugin.granted_privileges["other.test"].message == "outgoing"
             inner = priv.xmpp.make_message(mto="cody@example.test/p", mfrom="cora@example.test",
