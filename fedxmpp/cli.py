@@ -1,4 +1,4 @@
-"""The ``fedxmpp`` admin command: accounts and certificates.
+"""The ``fedxmpp`` admin command: accounts, certificates and federation checks.
 
 Every command reads the same configuration as the server (``--config``) and
 works while the server runs (SQLite in WAL mode with a busy timeout).  A
@@ -114,6 +114,13 @@ def _build_parser() -> argparse.ArgumentParser:
                   "('#' comments and blank lines skipped; all or nothing)")
     sub.add_argument("file", metavar="FILE", help="the file to read, or - for standard input")
 
+    sub = command("check", cmd_check,
+                  "check federation with DOMAIN as a remote server sees it: SRV records, addresses, "
+                  "the certificate presented (names, expiry) and whether it verifies")
+    sub.add_argument("domain", metavar="DOMAIN")
+    sub.add_argument("--nameserver", metavar="ADDRESS[:PORT]", action="append",
+                     help="DNS server to ask, may be repeated (default: s2s.nameservers, else the system's)")
+
     cert = commands.add_parser("cert", help="TLS certificates", description="TLS certificates")
     cert_commands = cert.add_subparsers(title="cert commands", metavar="COMMAND", required=True)
     sub = cert_commands.add_parser("generate", help="write a self-signed certificate for DOMAIN",
@@ -156,6 +163,35 @@ def cmd_listusers(cfg: Config, args: argparse.Namespace) -> int:
     for user in _with_accounts(cfg, lambda accounts: accounts.list_users(domain)):
         print(f"{user}@{domain}")
     return 0
+
+
+def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
+    from fedxmpp.config import parse_nameserver
+    from fedxmpp.s2s.check import run_check
+    from fedxmpp.s2s.resolver import S2SResolver
+    from fedxmpp.tls import PeerVerifier, TLSSetupError
+
+    domain = _domain(args.domain)
+    nameservers = tuple(args.nameserver or cfg.s2s.nameservers)
+    for text in nameservers:
+        try:
+            parse_nameserver(text)
+        except ValueError as e:
+            raise CommandError(f"--nameserver {text!r} {e}") from None
+    try:
+        verifier = PeerVerifier(cfg.s2s.ca_file if cfg.s2s.ca_file != Path() else None)
+    except TLSSetupError as e:
+        raise CommandError(str(e)) from None
+
+    async def work(reactor: Any) -> bool:
+        resolver = S2SResolver.from_config(reactor, nameservers=nameservers, routes=cfg.s2s.routes,
+                                           connect_timeout=cfg.s2s.connect_timeout)
+        return await run_check(reactor, resolver, verifier, domain, lambda line: print(line, flush=True))
+
+    # The global reactor: TLS started on a connection (STARTTLS) writes through it.
+    from twisted.internet import reactor
+
+    return 0 if run_async(work, reactor) else EXIT_ERROR
 
 
 def cmd_cert_generate(cfg: Config, args: argparse.Namespace) -> int:
@@ -362,18 +398,20 @@ def _with_accounts(cfg: Config, work: Callable[[AccountStore], Awaitable[T]]) ->
     return run_async(run)
 
 
-def run_async(work: Callable[[Any], Awaitable[T]]) -> T:
+def run_async(work: Callable[[Any], Awaitable[T]], reactor: Any = None) -> T:
     """Run ``work(reactor)`` to completion on a private reactor and return its result.
 
     A reactor of its own (never the global one) so that each call starts clean
     and the command can run inside a process whose reactor already runs (tests).
-    SIGINT stops it and raises KeyboardInterrupt.
+    SIGINT stops it and raises KeyboardInterrupt.  A caller that needs the global
+    reactor (``check``: Twisted's STARTTLS schedules its writes there) passes it.
     """
     from twisted.internet.defer import Deferred
     from twisted.internet.selectreactor import SelectReactor
     from twisted.python.failure import Failure
 
-    reactor = SelectReactor()
+    if reactor is None:
+        reactor = SelectReactor()
     outcome: list[Any] = []
 
     def finished(result: object) -> None:

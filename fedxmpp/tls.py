@@ -41,7 +41,7 @@ from zope.interface import implementer
 
 __all__ = [
     "ID_ON_XMPPADDR", "CertificateStore", "PeerCheck", "PeerVerifier", "TLSSetupError", "channel_bindings",
-    "generate_self_signed", "negotiated_server_name", "peer_chain", "xmpp_addrs",
+    "anonymous_client_creator", "generate_self_signed", "negotiated_server_name", "peer_chain", "xmpp_addrs",
 ]
 
 log = Logger()
@@ -614,3 +614,9 @@ def _names_domain(cert: x509.Certificate, domain: str) -> bool:
             except (CertificateError, ValueError):
                 continue
     return any(addr.lower() == domain for addr in xmpp_addrs(cert))
+
+
+def anonymous_client_creator(server_name: str, *, alpn: Sequence[bytes] = ()) -> IOpenSSLClientConnectionCreator:
+    """A client side presenting no certificate, asking for *server_name* with SNI and
+    leaving the peer's certificate for the caller to judge (``fedxmpp check``)."""
+    return _ClientCreator(_client_context(None, tuple(alpn)), _a_label(server_name))

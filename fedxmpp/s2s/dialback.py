@@ -20,12 +20,6 @@ from fedxmpp.xml import ns
 NS_DIALBACK = "jabber:server:dialback"
 NS_FEATURE = "urn:xmpp:features:dialback"
 
-# XEP-0220 §2.6: the conditions a dialback error may carry, with their types.
-ERROR_CONDITIONS = frozenset({
-    "item-not-found", "remote-connection-failed", "remote-server-not-found", "remote-server-timeout",
-    "policy-violation", "not-authorized", "forbidden", "not-acceptable", "internal-server-error",
-})
-
 # Longest key accepted from the network: hex SHA-256 is 64; other servers' keys are
 # similar.  Anything longer is refused without hashing it.
 MAX_KEY = 1024
@@ -37,8 +31,9 @@ class DialbackKeys:
     __slots__ = ("_secret",)
 
     def __init__(self, secret: bytes | None = None) -> None:
-        # XEP-0185 §3: the HMAC key is the SHA-256 of the secret.
-        self._secret = hashlib.sha256(secret if secret is not None else os.urandom(32)).digest()
+        # XEP-0185 §3: the HMAC key is the SHA-256 of the secret, in hex as in the
+        # XEP's examples (so the keys match XEP-0220's worked example).
+        self._secret = hashlib.sha256(secret if secret is not None else os.urandom(32)).hexdigest().encode()
 
     def __repr__(self) -> str:
         return "<DialbackKeys>"

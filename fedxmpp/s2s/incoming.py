@@ -120,13 +120,20 @@ class IncomingHandler:
             self._starttls(stream)
         elif uri == ns.SASL:
             self._sasl(stream, element)
+        elif uri == ns.STREAMS and element.name == "error":
+            condition = next((c.name for c in element.elements() if c.uri == ns.STREAM_ERRORS and c.name != "text"),
+                             "undefined-condition")
+            log.info("S2S incoming stream from {peer}: the peer sent the stream error {condition}",
+                     peer=self.header_from or _peer_host(stream), condition=condition)
+            stream.close()
         else:
             stream.fail(StreamError("unsupported-stanza-type", f"<{element.name}/> is not expected here"))
 
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         self.closed = True
         if self.authed:
-            log.info("S2S {remotes} -> us: stream closed", remotes=", ".join(sorted({r for r, _ in self.authed})))
+            remotes = ", ".join(sorted({r for r, _ in self.authed}))
+            log.info("S2S incoming stream from {remotes} closed", remotes=remotes)
 
     # -- STARTTLS and SASL EXTERNAL -----------------------------------------------------------
 
@@ -168,7 +175,7 @@ class IncomingHandler:
                 self._sasl_failure(stream, "invalid-authzid")
                 return
             claimed = authz_domain
-        if not claimed or self.peer is None or not self.peer.valid_for(claimed):
+        if not claimed or self.ctx.is_local(claimed) or self.peer is None or not self.peer.valid_for(claimed):
             self._sasl_failure(stream, "not-authorized")
             return
         assert stream.domain is not None
@@ -210,6 +217,11 @@ class IncomingHandler:
 
         if not self.ctx.is_local(local):
             refuse("item-not-found")
+            return
+        if self.ctx.is_local(remote):
+            log.warn("S2S incoming: {peer} claims to be {remote}, one of our own domains", peer=_peer_host(stream),
+                     remote=remote)
+            refuse("not-authorized")
             return
         if cfg.require_encryption and not self.tls:
             refuse("policy-violation")
@@ -357,7 +369,7 @@ def direct_tls_factory(factory: IncomingFactory) -> TLSMemoryBIOFactory:
     """Wrap *factory* in TLS from the first byte (XEP-0368), ALPN 'xmpp-server',
     asking for the peer's certificate."""
     creator = factory.ctx.certificates.server_creator(alpn=[ALPN], request_client_cert=True)
-    return TLSMemoryBIOFactory(creator, False, factory)
+    return TLSMemoryBIOFactory(creator, False, factory, clock=factory.ctx.clock)
 
 
 def _peer_host(stream: ServerStream) -> str:

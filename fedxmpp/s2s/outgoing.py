@@ -561,7 +561,7 @@ class Destination:
                 self.by_local[local] = stream
                 stream.request_dialback(local)
                 return
-        if any(not s.closed and s.stage is not Stage.READY for s in self.streams):
+        if self.rounds or any(not s.closed and s.stage is not Stage.READY for s in self.streams):
             return  # a stream is being set up; it may be able to carry this domain too
         delay = max(0.0, self.retry_at - self.ctx.clock.seconds())
         d = defer.Deferred.fromCoroutine(self._round(local, delay))
@@ -579,29 +579,7 @@ class Destination:
 
     async def _round(self, local: str, delay: float) -> None:
         try:
-            if delay:
-                await deferLater(self.ctx.clock, delay, lambda: None)
-            try:
-                targets = await self.outgoing.resolver.targets(self.remote)
-            except ResolveError as e:
-                self._round_failed(local, e.condition, str(e))
-                return
-            last = StreamFailed(NOT_FOUND, "no targets")
-            for target in targets:
-                try:
-                    await self._open(target, local)
-                except StreamFailed as e:
-                    last = e
-                    continue
-                except Exception as e:  # connection errors
-                    last = StreamFailed(_connect_condition(e), f"cannot connect to {target}: {_describe(e)}")
-                    log.info("S2S {local} -> {remote}: {reason}", local=local, remote=self.remote,
-                             reason=last.reason)
-                    continue
-                self.backoff = 0.0
-                self.retry_at = 0.0
-                return
-            self._round_failed(local, last.condition, last.reason)
+            await self._attempt(local, delay)
         except defer.CancelledError:
             return
         except Exception:
@@ -613,12 +591,39 @@ class Destination:
         self._kick()
         self._forget_if_idle()
 
+    async def _attempt(self, local: str, delay: float) -> None:
+        """One round: resolve, then every target in order until one authenticates."""
+        if delay:
+            await deferLater(self.ctx.clock, delay, lambda: None)
+        try:
+            targets = await self.outgoing.resolver.targets(self.remote)
+        except ResolveError as e:
+            self._round_failed(local, e.condition, str(e))
+            return
+        last = StreamFailed(NOT_FOUND, "no targets")
+        for target in targets:
+            try:
+                await self._open(target, local)
+            except StreamFailed as e:
+                last = e
+                continue
+            except defer.CancelledError:
+                raise
+            except Exception as e:  # connection errors
+                last = StreamFailed(_connect_condition(e), f"cannot connect to {target}: {_describe(e)}")
+                log.info("S2S {local} -> {remote}: {reason}", local=local, remote=self.remote, reason=last.reason)
+                continue
+            self.backoff = 0.0
+            self.retry_at = 0.0
+            return
+        self._round_failed(local, last.condition, last.reason)
+
     async def _open(self, target: Target, local: str) -> OutgoingStream:
         factory: Factory = _StreamFactory(self, local, target)
         built = factory
         if target.direct_tls:
             creator = self.ctx.certificates.client_creator(local, self.remote, alpn=[ALPN])
-            factory = TLSMemoryBIOFactory(creator, True, factory)
+            factory = TLSMemoryBIOFactory(creator, True, factory, clock=self.ctx.clock)
         await self.outgoing.resolver.connect(target, factory)
         stream = built.stream
         assert stream is not None

@@ -144,7 +144,8 @@ class S2SResolver:
 
     async def srv_records(self, domain: str) -> tuple[list[SRV], bool]:
         """Both services' SRV records, and whether either said "." (no service)."""
-        lookups = [self._srv(f"{service}.{domain}", direct) for service, direct in SERVICES]
+        lookups = [defer.Deferred.fromCoroutine(self._srv(f"{service}.{domain}", direct))
+                   for service, direct in SERVICES]
         results = await defer.gatherResults(lookups)
         records: list[SRV] = []
         refused = False
