@@ -1,0 +1,242 @@
+"""Client streams on Twisted's fakes, wired as in app.py: ServerStream with the
+c2s handler on a StringTransport, the IM core, stream management and client
+state indication, in-memory storage and a fake clock.
+
+A :class:`Client` starts authenticated (SASL is tested elsewhere): it opens the
+stream after SASL, reads the features, and binds or resumes.  What the server
+writes is parsed with the standard library's parser, independently of ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from fedxmpp import config
+from fedxmpp.c2s.csi import ClientStateIndication
+from fedxmpp.c2s.negotiation import ClientStreamHandler, Stage
+from fedxmpp.c2s.service import C2SContext
+from fedxmpp.c2s.sm import StreamManagement
+from fedxmpp.features.context import Disco, FeatureContext
+from fedxmpp.hooks import Hooks
+from fedxmpp.im.delivery import LocalDelivery
+from fedxmpp.im.service import install
+from fedxmpp.im.sessions import SessionManager
+from fedxmpp.router import Router
+from fedxmpp.storage import RosterItem
+from fedxmpp.stream.xmlstream import ServerStream
+from fedxmpp.xml import ns
+from fedxmpp.xml.jid import JID
+from tests.unit.storage.fakes import MemoryStorage
+
+DOMAIN = "example.test"
+SM = "urn:xmpp:sm:3"
+CSI = "urn:xmpp:csi:0"
+STREAMS = "{http://etherx.jabber.org/streams}"
+CLIENT = "{jabber:client}"
+HEADER = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='{ns.STREAMS}' "
+          f"to='{DOMAIN}' version='1.0'>")
+
+
+def q(name: str, uri: str = ns.CLIENT) -> str:
+    return f"{{{uri}}}{name}"
+
+
+class World:
+    def __init__(self, users: tuple[str, ...] = ("alice", "bob", "carol"), *, offline_quota: int = 1000,
+                 **c2s: Any) -> None:
+        cfg = config.load(None)
+        cfg = dataclasses.replace(cfg, c2s=dataclasses.replace(cfg.c2s, **c2s),
+                                  im=dataclasses.replace(cfg.im, offline_quota=offline_quota))
+        self.config = cfg
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.hooks = Hooks()
+        self.router = Router([DOMAIN])
+        self.sessions = SessionManager()
+        self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
+        #: What went to the default route (federation): (stanza, from, to).
+        self.remote: list[Any] = []
+        self.router.set_default(lambda st, frm, to: self.remote.append((st, frm, to)))
+        self.storage = MemoryStorage()
+        for user in users:
+            self.storage.accounts.put(user, DOMAIN, {})
+        self.features = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                       clock=self.clock, disco=Disco(), storage=self.storage)
+        self.im = install(self.features)
+        self.c2s = C2SContext(config=cfg, domains=frozenset([DOMAIN]), router=self.im.outbound, hooks=self.hooks,
+                              sessions=self.sessions, accounts=self.storage.accounts, certificates=None,
+                              clock=self.clock)
+        self.sm = StreamManagement(self.c2s)
+        self.c2s.sm = self.sm
+        ClientStateIndication(self.c2s)
+
+    def connect(self, user: str) -> Client:
+        """A client of *user* that has authenticated and opened the stream after
+        SASL: the bind-stage features have been read (``client.features``)."""
+        handler = ClientStreamHandler(self.c2s)
+        handler.stage, handler.user, handler.auth_domain = Stage.BIND, user, DOMAIN
+        stream = ServerStream(handler, content_ns=ns.CLIENT, limits=self.config.limits, clock=self.clock,
+                              negotiation_timeout=60)
+        client = Client(self, stream)
+        client.send(HEADER)
+        client.features = client.expect(f"{STREAMS}features")
+        return client
+
+    def online(self, user: str, resource: str, *, sm: bool = True, presence: bool = True,
+               **enable: str) -> Client:
+        """Connect, bind, enable stream management (resumable unless told
+        otherwise) and send initial presence."""
+        client = self.connect(user)
+        client.bind(resource)
+        if sm:
+            client.enable(**({"resume": "true"} | enable))
+        if presence:
+            client.send("<presence/>")
+            client.take()
+        return client
+
+    def session(self, client: Client) -> Any:
+        """The bound session with *client*'s full JID (None if there is none)."""
+        assert client.jid is not None
+        return self.sessions.get(JID.parse(client.jid))
+
+    def befriend(self, a: str, b: str) -> None:
+        """A mutual subscription ('both') between users *a* and *b*."""
+        for user, contact in ((a, b), (b, a)):
+            self.storage.roster.rosters.setdefault((user, DOMAIN), {})[f"{contact}@{DOMAIN}"] = RosterItem(
+                jid=f"{contact}@{DOMAIN}", name=None, subscription="both", ask=False, pending_in=False, groups=())
+
+    def offline_bodies(self, user: str) -> list[str]:
+        """The bodies of the messages stored for *user*, oldest first."""
+        out = []
+        for text in self.storage.offline.messages.get((user, DOMAIN), []):
+            el = ET.fromstring(f"<w xmlns='jabber:client'>{text}</w>")[0]
+            out.append(el.findtext(q("body")))
+        return out
+
+
+class Client:
+    """One client connection; every element the server writes is parsed and kept."""
+
+    def __init__(self, world: World, stream: ServerStream) -> None:
+        self.world = world
+        self.stream = stream
+        self.transport = StringTransport()
+        self.features: ET.Element | None = None
+        self.jid: str | None = None
+        self.sm_id: str | None = None
+        self._parser = ET.XMLPullParser(events=("start", "end"))
+        self._depth = 0
+        self._read = 0
+        self._pending: list[ET.Element] = []
+        #: Stanzas received (message/presence/iq), the client's own h.
+        self.handled = 0
+        self.closed_tag = False
+        stream.makeConnection(self.transport)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        self.stream.dataReceived(text.encode())
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        data = self.transport.value()
+        new, self._read = data[self._read:], len(data)
+        if not new:
+            return
+        self._parser.feed(new)
+        for event, el in self._parser.read_events():
+            if event == "start":
+                self._depth += 1
+            else:
+                self._depth -= 1
+                if self._depth == 1:
+                    self._pending.append(el)
+                elif self._depth == 0:
+                    self.closed_tag = True
+
+    def take(self) -> list[ET.Element]:
+        """Every top-level element written since the last take; stanzas count
+        towards this client's h, as a stream-managed client would count them."""
+        self._pump()
+        out, self._pending = self._pending, []
+        self.handled += sum(1 for el in out if el.tag in (q("message"), q("presence"), q("iq")))
+        return out
+
+    def expect(self, tag: str) -> ET.Element:
+        got = self.take()
+        assert [el.tag for el in got] == [tag], f"expected one {tag}, got {[to_text(e) for e in got]}"
+        return got[0]
+
+    def stanzas(self, name: str | None = None) -> list[ET.Element]:
+        """The stanzas written since the last take (nonzas are left out)."""
+        return [el for el in self.take() if el.tag.startswith(CLIENT) and (name is None or el.tag == q(name))]
+
+    def bodies(self) -> list[str | None]:
+        return [m.findtext(q("body")) for m in self.stanzas("message")]
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    def bind(self, resource: str) -> str:
+        self.send(f"<iq type='set' id='bind'><bind xmlns='{ns.BIND}'><resource>{resource}</resource></bind></iq>")
+        reply = self.expect(q("iq"))
+        self.handled = 0  # counting starts with <enable/>
+        self.jid = reply.findtext(f"{{{ns.BIND}}}bind/{{{ns.BIND}}}jid")
+        assert self.jid, to_text(reply)
+        return self.jid
+
+    def enable(self, **attrs: str) -> ET.Element:
+        text = "".join(f" {k}='{v}'" for k, v in attrs.items())
+        self.send(f"<enable xmlns='{SM}'{text}/>")
+        enabled = self.expect(q("enabled", SM))
+        self.sm_id = enabled.get("id")
+        self.handled = 0
+        return enabled
+
+    def resume(self, previd: str | None, h: int) -> ET.Element:
+        """Send <resume/>; the answer (what follows it stays to be taken)."""
+        self.send(f"<resume xmlns='{SM}' previd='{previd}' h='{h}'/>")
+        self._pump()
+        assert self._pending, "no answer to <resume/>"
+        return self._pending.pop(0)
+
+    # -- the connection ends ---------------------------------------------------------------------
+
+    def drop(self) -> None:
+        """The connection breaks: no closing tag, no close_notify (a dead network)."""
+        self.stream.connectionLost(Failure(ConnectionLost("gone")))
+
+    def close(self) -> None:
+        """The client closes its stream cleanly and the connection ends."""
+        self.send("</stream:stream>")
+        self.stream.connectionLost(Failure(ConnectionDone()))
+
+
+def to_text(el: ET.Element) -> str:
+    return ET.tostring(el, encoding="unicode")
+
+
+def condition(el: ET.Element) -> str | None:
+    """The stanza error condition of an error stanza or <failed/>."""
+    for child in el.iter():
+        if child.tag.startswith("{urn:ietf:params:xml:ns:xmpp-stanzas}") and not child.tag.endswith("}text"):
+            return child.tag.split("}", 1)[1]
+    return None
+
+
+def stream_error(el: ET.Element) -> str | None:
+    if el.tag != f"{STREAMS}error":
+        return None
+    for child in el:
+        if child.tag.startswith("{urn:ietf:params:xml:ns:xmpp-streams}") and not child.tag.endswith("}text"):
+            return child.tag.split("}", 1)[1]
+    return "(none)"
