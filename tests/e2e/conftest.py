@@ -42,6 +42,21 @@ USERS: dict[str, str] = {
     "victor@example.test": "victor-secret",
     "bella@example.test": "bella-secret",
     "pest@example.test": "pest-secret",
+    # Stream management and client state indication (test_sm_csi.py).
+    "lorenzo@example.test": "lorenzo-secret",
+    "balthasar@example.test": "balthasar-secret",
+    "abram@example.test": "abram-secret",
+    "potpan@example.test": "potpan-secret",
+    "escalus@example.test": "escalus-secret",
+    # Carbons, archive and personal eventing (test_carbons.py, test_mam.py, test_pep.py).
+    "viola@example.test": "viola-secret",
+    "orsino@example.test": "orsino-secret",
+    "olivia@example.test": "olivia-secret",
+    "sebastian@example.test": "sebastian-secret",
+    "antonio@example.test": "antonio-secret",
+    "maria@example.test": "maria-secret",
+    "toby@example.test": "toby-secret",
+    "feste@example.test": "feste-secret",
 }
 
 # The shared server's limits, small so that the limit tests send little.

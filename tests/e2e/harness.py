@@ -845,14 +845,17 @@ def make_xmpp(jid: str, password: str, cafile: Path, *, mech: str | None = None,
 
 async def login(server: ServerProcess, jid: str, password: str, *, mech: str | None = None,
                 direct_tls: bool = False, max_tls: ssl.TLSVersion | None = None,
-                timeout: float = IO_TIMEOUT) -> Client:
+                timeout: float = IO_TIMEOUT, plugins: dict[str, dict] | None = None) -> Client:
     """Connect slixmpp to the server and wait for its session to start (bounded).
+    *plugins* are registered before connecting, e.g. ``{"xep_0198": {}}``.
 
     Raises :class:`LoginFailed` naming the SASL conditions seen when it cannot.
     """
     domain = jid.split("/", 1)[0].rsplit("@", 1)[-1]
     cafile = server.cert_path(domain)
     xmpp = make_xmpp(jid, password, cafile, mech=mech, direct_tls=direct_tls, max_tls=max_tls)
+    for name, plugin_config in (plugins or {}).items():
+        xmpp.register_plugin(name, plugin_config)
     loop = asyncio.get_running_loop()
     outcome: asyncio.Future = loop.create_future()
     conditions: list[str] = []

@@ -66,15 +66,16 @@ def test_server_disco_lists_exactly_what_is_supported(server):
 
 
 def test_account_disco_for_self_and_for_a_stranger(server):
-    """A user's own bare JID answers account/registered with the registered account
-    features; another user's, without a presence subscription,
-    <service-unavailable/> (XEP-0030 §8)."""
+    """A user's own bare JID answers account/registered (and pubsub/pep, XEP-0163)
+    with the registered account features; another user's, without a presence
+    subscription, <service-unavailable/> (XEP-0030 §8)."""
     async def scenario():
         from slixmpp.exceptions import IqError
         async with logged_in(server, "wendy@example.test/acct", USERS["wendy@example.test"]) as wendy:
             plugins(wendy, "xep_0030")
             info = await wendy.xmpp.plugin["xep_0030"].get_info(jid="wendy@example.test", timeout=10)
-            assert {(i[0], i[1]) for i in info["disco_info"]["identities"]} == {("account", "registered")}
+            assert {(i[0], i[1]) for i in info["disco_info"]["identities"]} == {("account", "registered"),
+                                                                              ("pubsub", "pep")}
             assert set(info["disco_info"]["features"]) == registered(server)[1]
             with pytest.raises(IqError) as err:
                 await wendy.xmpp.plugin["xep_0030"].get_info(jid="victor@example.test", timeout=10)

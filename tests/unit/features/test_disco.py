@@ -83,7 +83,8 @@ def test_account_info_for_the_user_themself():
     a = w.login("alice@example.test/a")
     reply = w.iq(a, "get", INFO)
     assert reply["from"] == "alice@example.test"
-    assert identities_of(reply) == [("account", "registered")]
+    assert identities_of(reply) == sorted((i.category, i.type) for i in w.ctx.disco.account_identities)
+    assert ("account", "registered") in identities_of(reply)
     assert set(features_of(reply)) == w.ctx.disco.account_features
     assert {ns.DISCO_INFO, "vcard-temp", "jabber:iq:last"} <= set(features_of(reply))
 
@@ -107,7 +108,7 @@ def test_account_info_depends_on_the_subscription_direction():
     assert condition(w.iq(a, "get", INFO, to="bob@example.test")) == "service-unavailable"
     w.subscribe("bob@example.test", "alice@example.test", "from")
     reply = w.iq(a, "get", INFO, to="bob@example.test", id="q2")
-    assert reply["type"] == "result" and identities_of(reply) == [("account", "registered")]
+    assert reply["type"] == "result" and ("account", "registered") in identities_of(reply)
 
 
 def test_account_items_list_available_resources_to_authorised_only():

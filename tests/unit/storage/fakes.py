@@ -1,4 +1,5 @@
-"""In-memory stores for unit tests: accounts, roster, offline messages, keyval.
+"""In-memory stores for unit tests: accounts, roster, offline messages, keyval,
+message archives and pubsub nodes.
 
 The account store derives credentials on the calling thread, which is fine in tests and the
 reason it is not production code.
@@ -6,9 +7,22 @@ reason it is not production code.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
-from fedxmpp.storage import AccountExists, NoSuchAccount, RosterItem, StorageError
+from fedxmpp.storage import (
+    AccountExists,
+    ArchivedMessage,
+    ArchiveEntry,
+    ArchivePage,
+    ArchivePrefs,
+    ArchiveQuery,
+    NoSuchAccount,
+    PubsubItem,
+    PubsubNode,
+    RosterItem,
+    StorageError,
+    UnknownArchiveId,
+)
 from fedxmpp.storage.credentials import (
     CredentialSet,
     HashName,
@@ -166,6 +180,171 @@ class MemoryKeyValStore:
         return sorted(k for u, d, s, k in self.values if (u, d, s) == (user, domain, store))
 
 
+class MemoryArchiveStore:
+    """An in-memory ArchiveStore with the SQL store's order and paging rules
+    (entries for unknown accounts are skipped when *accounts* is given)."""
+
+    def __init__(self, accounts: MemoryAccountStore | None = None) -> None:
+        self.accounts = accounts
+        self.entries: list[tuple[int, ArchiveEntry]] = []
+        self.prefs: dict[tuple[str, str], ArchivePrefs] = {}
+        self.batches: list[int] = []
+        #: When set, add() raises this.
+        self.broken: StorageError | None = None
+        self._seq = 0
+
+    async def add(self, entries: Sequence[ArchiveEntry]) -> int:
+        if self.broken is not None:
+            raise self.broken
+        self.batches.append(len(entries))
+        stored = 0
+        for e in entries:
+            if self.accounts is not None and (e.user, e.domain) not in self.accounts.accounts:
+                continue
+            self._seq += 1
+            self.entries.append((self._seq, e))
+            stored += 1
+        return stored
+
+    def archive(self, user: str, domain: str) -> list[tuple[int, ArchiveEntry]]:
+        return sorted(((seq, e) for seq, e in self.entries if (e.user, e.domain) == (user, domain)),
+                      key=lambda se: (se[1].timestamp, se[0]))
+
+    async def query(self, user: str, domain: str, q: ArchiveQuery) -> ArchivePage:
+        rows = self.archive(user, domain)
+        position = {e.archive_id: i for i, (_, e) in enumerate(rows)}
+
+        def pos(archive_id: str) -> int:
+            if archive_id not in position:
+                raise UnknownArchiveId(archive_id)
+            return position[archive_id]
+
+        for archive_id in q.ids or ():
+            pos(archive_id)
+        selected = []
+        lo = pos(q.after_id) if q.after_id is not None else -1
+        hi = pos(q.before_id) if q.before_id is not None else len(rows)
+        for i, (_, e) in enumerate(rows):
+            if not lo < i < hi:
+                continue
+            if q.with_jid is not None and (e.with_jid != q.with_jid or (
+                    q.with_resource is not None and e.with_resource != q.with_resource)):
+                continue
+            if (q.start is not None and e.timestamp < q.start) or (q.end is not None and e.timestamp > q.end):
+                continue
+            if q.ids is not None and e.archive_id not in q.ids:
+                continue
+            selected.append((i, e))
+        count = len(selected)
+        if q.after is not None:
+            after = pos(q.after)
+            page = [(i, e) for i, e in selected if i > after]
+        elif q.before:
+            before = pos(q.before)
+            page = [(i, e) for i, e in selected if i < before]
+        else:
+            page = selected[q.index or 0:] if q.before is None else selected
+        if q.max <= 0:
+            return ArchivePage([], count, None, count == 0)
+        backward = q.before is not None
+        chosen = page[-q.max:] if backward else page[:q.max]
+        complete = len(page) <= q.max
+        if not chosen:
+            return ArchivePage([], count, None, complete)
+        first_index = sum(1 for i, _ in selected if i < chosen[0][0])
+        return ArchivePage([ArchivedMessage(e.archive_id, e.timestamp, e.stanza) for _, e in chosen], count,
+                           first_index, complete)
+
+    async def bounds(self, user: str, domain: str) -> tuple[ArchivedMessage, ArchivedMessage] | None:
+        rows = self.archive(user, domain)
+        if not rows:
+            return None
+        first, last = rows[0][1], rows[-1][1]
+        return (ArchivedMessage(first.archive_id, first.timestamp, first.stanza),
+                ArchivedMessage(last.archive_id, last.timestamp, last.stanza))
+
+    async def purge(self, before: int, limit: int) -> int:
+        old = sorted((e.timestamp, seq) for seq, e in self.entries if e.timestamp < before)[:limit]
+        gone = {seq for _, seq in old}
+        self.entries = [(seq, e) for seq, e in self.entries if seq not in gone]
+        return len(gone)
+
+    async def get_prefs(self, user: str, domain: str) -> ArchivePrefs | None:
+        return self.prefs.get((user, domain))
+
+    async def set_prefs(self, user: str, domain: str, prefs: ArchivePrefs) -> None:
+        _check_account(self.accounts, user, domain)
+        self.prefs[(user, domain)] = prefs
+
+
+class MemoryPubsubStore:
+    """An in-memory PubsubStore (with *accounts*: NoSuchAccount for unknown ones)."""
+
+    def __init__(self, accounts: MemoryAccountStore | None = None) -> None:
+        self.accounts = accounts
+        self.nodes_by_user: dict[tuple[str, str], dict[str, PubsubNode]] = {}
+        # (user, domain, node) -> items, oldest first
+        self.items_by_node: dict[tuple[str, str, str], list[PubsubItem]] = {}
+
+    async def nodes(self, user: str, domain: str) -> list[PubsubNode]:
+        nodes = self.nodes_by_user.get((user, domain), {})
+        return [nodes[k] for k in sorted(nodes)]
+
+    async def create_node(self, user: str, domain: str, node: PubsubNode, now: int) -> bool:
+        _check_account(self.accounts, user, domain)
+        nodes = self.nodes_by_user.setdefault((user, domain), {})
+        if node.node in nodes:
+            return False
+        nodes[node.node] = node
+        self.items_by_node[(user, domain, node.node)] = []
+        return True
+
+    async def update_node(self, user: str, domain: str, node: PubsubNode) -> bool:
+        nodes = self.nodes_by_user.get((user, domain), {})
+        if node.node not in nodes:
+            return False
+        nodes[node.node] = node
+        return True
+
+    async def delete_node(self, user: str, domain: str, node: str) -> bool:
+        self.items_by_node.pop((user, domain, node), None)
+        return self.nodes_by_user.get((user, domain), {}).pop(node, None) is not None
+
+    async def publish(self, user: str, domain: str, node: str, item: PubsubItem, max_items: int) -> list[str]:
+        items = self.items_by_node.get((user, domain, node))
+        if items is None:
+            raise LookupError(node)
+        items[:] = [i for i in items if i.item_id != item.item_id] + [item]
+        dropped = items[:-max(max_items, 1)]
+        del items[:-max(max_items, 1)]
+        return [i.item_id for i in dropped]
+
+    async def items(self, user: str, domain: str, node: str, *, item_ids: Sequence[str] | None = None,
+                    last: int | None = None) -> list[PubsubItem]:
+        items = list(self.items_by_node.get((user, domain, node), []))
+        if item_ids is not None:
+            items = [i for i in items if i.item_id in item_ids]
+        return items[-last:] if last is not None else items
+
+    async def last_items(self, user: str, domain: str) -> dict[str, PubsubItem]:
+        return {node: items[-1] for (u, d, node), items in self.items_by_node.items()
+                if (u, d) == (user, domain) and items}
+
+    async def retract(self, user: str, domain: str, node: str, item_id: str) -> bool:
+        items = self.items_by_node.get((user, domain, node), [])
+        kept = [i for i in items if i.item_id != item_id]
+        if len(kept) == len(items):
+            return False
+        items[:] = kept
+        return True
+
+    async def purge(self, user: str, domain: str, node: str) -> int:
+        items = self.items_by_node.get((user, domain, node), [])
+        n = len(items)
+        items.clear()
+        return n
+
+
 class MemoryStorage:
     """A Storage of in-memory stores, for unit tests of code above storage.  Writes
     for users without an account raise NoSuchAccount, as with SQL; tests create
@@ -176,6 +355,8 @@ class MemoryStorage:
         self.roster = MemoryRosterStore(self.accounts)
         self.offline = MemoryOfflineStore(self.accounts)
         self.keyval = MemoryKeyValStore(self.accounts)
+        self.archive = MemoryArchiveStore(self.accounts)
+        self.pubsub = MemoryPubsubStore(self.accounts)
 
     def close(self) -> None:
         pass
