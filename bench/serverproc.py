@@ -60,6 +60,10 @@ auth_timeout = 120.0
 idle_timeout = 0.0
 keepalive_interval = 0.0
 
+[s2s]
+# Federation is not measured here; do not take the machine's port 5269.
+listen = []
+
 [limits]
 max_stanza_size = 262144
 max_depth = 64

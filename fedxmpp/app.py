@@ -14,7 +14,9 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from fedxmpp import features
+from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
+from fedxmpp.c2s.sm import StreamManagement
 from fedxmpp.component.service import ComponentFactory, Components
 from fedxmpp.config import Config
 from fedxmpp.features.context import Disco, FeatureContext
@@ -61,6 +63,9 @@ class FedXmpp(MultiService):
         self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.im.outbound,
                               hooks=self.hooks, sessions=self.sessions, accounts=None,
                               certificates=self.certificates, clock=reactor)
+        # XEP-0198 stream management and XEP-0352 client state indication.
+        self.c2s.sm = StreamManagement(self.c2s)
+        ClientStateIndication(self.c2s)
         self.c2s_factory = C2SFactory(self.c2s)
         # XEP-0114 components; the roster is looked up when a privileged request needs it.
         self.components = Components(config, self.router, self.hooks, reactor, roster=lambda: self.features.roster)
@@ -122,6 +127,8 @@ class FedXmpp(MultiService):
         self.ports.clear()
         await self.s2s.stop_listening()
         self.s2s.shutdown()
+        # Sessions waiting to be resumed end now, while storage can take what they hold.
+        self.c2s.sm.shutdown()
         factories = (self.c2s_factory, self.component_factory)
         streams = [stream for factory in factories for stream in factory.streams]
         for stream in streams:

@@ -67,6 +67,18 @@ class C2SConfig:
     idle_timeout: float = 600.0
     # Seconds between whitespace keepalives sent to a quiet session (0 = off).
     keepalive_interval: float = 60.0
+    # XEP-0198 stream management: seconds a session whose connection died stays
+    # resumable (0 = acks only, no resumption).
+    sm_resume_timeout: float = 300.0
+    # Unacknowledged stanzas kept per session; more closes the stream.
+    sm_max_queue: int = 1000
+    # Ask the client for an ack after this many unacknowledged stanzas...
+    sm_ack_request_every: int = 5
+    # ...or this many seconds after the first one (0 = by count only).
+    sm_ack_request_delay: float = 30.0
+    # XEP-0352 client state indication: updates held per inactive client (one
+    # per contact, the latest); more flushes them all.
+    csi_max_held: int = 500
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,34 @@ class S2SConfig:
     queue_size: int = 1000
 
 
+ARCHIVE_PREFS = ("always", "never", "roster")
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """XEP-0313 message archives of 1:1 messages, per user."""
+
+    # Days an archived message is kept (0 = for ever); older ones are purged hourly.
+    retention_days: int = 365
+    # What is archived for a user who has not set preferences: "always", "never"
+    # or "roster" (only messages with contacts in the user's roster).
+    default_prefs: str = "always"
+    # The most messages one query returns (a client asking for more gets this many).
+    max_page: int = 250
+
+
+@dataclass(frozen=True)
+class PepConfig:
+    """XEP-0163 personal eventing: each user's pubsub nodes."""
+
+    # Nodes one account may have.
+    max_nodes: int = 256
+    # Items one node may keep: the meaning of pubsub#max_items = 'max', and its upper bound.
+    max_items: int = 1000
+    # The largest item payload, in bytes as serialised.
+    max_item_size: int = 262144
+
+
 @dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
@@ -207,6 +247,8 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     s2s: S2SConfig = field(default_factory=S2SConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    pep: PepConfig = field(default_factory=PepConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -229,6 +271,8 @@ _SECTIONS: dict[str, type] = {
     "features": FeaturesConfig,
     "registration": RegistrationConfig,
     "s2s": S2SConfig,
+    "archive": ArchiveConfig,
+    "pep": PepConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -414,6 +458,16 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 raise bad(key, "must not be negative")
         if obj.auth_timeout == 0:
             raise bad("auth_timeout", "must be positive")
+        if not 0 <= obj.sm_resume_timeout <= 86_400:
+            raise bad("sm_resume_timeout", "must be between 0 (no resumption) and 86400 seconds")
+        if not 1 <= obj.sm_max_queue <= 100_000:
+            raise bad("sm_max_queue", "must be between 1 and 100000")
+        if not 1 <= obj.sm_ack_request_every <= obj.sm_max_queue:
+            raise bad("sm_ack_request_every", f"must be between 1 and sm_max_queue ({obj.sm_max_queue})")
+        if obj.sm_ack_request_delay < 0:
+            raise bad("sm_ack_request_delay", "must not be negative (0 = by count only)")
+        if not 1 <= obj.csi_max_held <= 100_000:
+            raise bad("csi_max_held", "must be between 1 and 100000")
     elif isinstance(obj, IMConfig):
         if not 0 <= obj.offline_quota <= 1_000_000:
             raise bad("offline_quota", "must be between 0 (no offline storage) and 1000000")
@@ -466,6 +520,21 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("private_max_items", "must be between 1 and 10000")
         if not 1 <= obj.blocklist_max_items <= 100_000:
             raise bad("blocklist_max_items", "must be between 1 and 100000")
+    elif isinstance(obj, ArchiveConfig):
+        if not 0 <= obj.retention_days <= 36_500:
+            raise bad("retention_days", "must be between 0 (keep for ever) and 36500")
+        if obj.default_prefs not in ARCHIVE_PREFS:
+            raise bad("default_prefs", f"must be one of {', '.join(map(repr, ARCHIVE_PREFS))}, "
+                                       f"got {obj.default_prefs!r}")
+        if not 1 <= obj.max_page <= 10_000:
+            raise bad("max_page", "must be between 1 and 10000")
+    elif isinstance(obj, PepConfig):
+        if not 1 <= obj.max_nodes <= 10_000:
+            raise bad("max_nodes", "must be between 1 and 10000")
+        if not 1 <= obj.max_items <= 100_000:
+            raise bad("max_items", "must be between 1 and 100000")
+        if not 1024 <= obj.max_item_size <= 64 * 1024 * 1024:
+            raise bad("max_item_size", "must be between 1024 and 67108864 bytes")
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")

@@ -2,7 +2,9 @@
 
 Each stage offers its features and accepts only its own elements; a stanza
 before authentication is a ``<not-authorized/>`` stream error.  Once a resource
-is bound the stream belongs to a :class:`~fedxmpp.c2s.session.ClientSession`.
+is bound the stream belongs to a :class:`~fedxmpp.c2s.session.ClientSession`
+— or, instead of binding, the stream resumes an existing session
+(XEP-0198, :mod:`fedxmpp.c2s.sm`) and belongs to that one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
-from fedxmpp.c2s import sasl
+from fedxmpp.c2s import sasl, sm
 from fedxmpp.c2s.session import ClientSession
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import channel_bindings
@@ -247,6 +249,15 @@ class ClientStreamHandler:
     # -- resource binding (RFC 6120 §7) and legacy session ---------------------------------
 
     def _bind_stage(self, stream: ServerStream, element: domish.Element) -> None:
+        if element.uri == sm.NS and self.ctx.sm is not None:
+            # XEP-0198 resumption takes the place of binding.
+            assert self.user is not None and self.auth_domain is not None
+            resumed = self.ctx.sm.before_bind(stream, element, JID(self.user, self.auth_domain))
+            if resumed is not None:
+                self.session = resumed
+                self.stage = Stage.BOUND
+                stream.negotiated()
+            return
         if element.uri != ns.CLIENT or element.name != "iq":
             stream.fail(StreamError("not-authorized", "Bind a resource first"))
             return

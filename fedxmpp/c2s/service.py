@@ -30,6 +30,8 @@ class C2SContext:
     accounts: Any  # fedxmpp.storage.AccountStore
     certificates: CertificateStore
     clock: interfaces.IReactorTime
+    # fedxmpp.c2s.sm.StreamManagement (XEP-0198), set by the application.
+    sm: Any = None
 
 
 class C2SFactory(Factory):

@@ -1,4 +1,10 @@
-"""A bound client session: checks and stamps what the client sends, then routes it."""
+"""A bound client session: checks and stamps what the client sends, then routes it.
+
+What is sent to the client passes client state indication (``csi``, XEP-0352,
+:mod:`fedxmpp.c2s.csi`) and, once the client enables it, stream management
+(``sm``, XEP-0198, :mod:`fedxmpp.c2s.sm`), which may keep the session bound
+after its stream is gone until the client resumes it on a new one.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,9 @@ from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
+    from fedxmpp.c2s.csi import HeldUpdates
     from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.c2s.sm import ManagedSession
     from fedxmpp.stream.xmlstream import ServerStream
 
 log = Logger()
@@ -36,13 +44,29 @@ class ClientSession:
         self.priority = 0
         self.presence: domish.Element | None = None
         self.replaced = False
+        # XEP-0198 state once the client enables stream management (fedxmpp.c2s.sm).
+        self.sm: ManagedSession | None = None
+        # XEP-0352: what is held back while the client is inactive (fedxmpp.c2s.csi).
+        self.csi: HeldUpdates | None = None
 
     # -- Session ------------------------------------------------------------------
 
     def send(self, stanza: domish.Element) -> None:
-        self.stream.send(stanza)
+        if self.csi is not None and self.csi.hold(stanza):
+            return
+        self.transmit(stanza)
+
+    def transmit(self, stanza: domish.Element) -> None:
+        """Past client state indication: onto the stream, counted and kept until
+        acknowledged under stream management."""
+        if self.sm is not None:
+            self.sm.send(stanza)
+        else:
+            self.stream.send(stanza)
 
     def close(self, error: StreamError | None = None) -> None:
+        if self.sm is not None and self.sm.close_hibernating():
+            return
         if error is not None:
             self.stream.fail(error)
         else:
@@ -55,6 +79,8 @@ class ClientSession:
             if not self.ctx.hooks.fire("c2s/nonza", (self, element)):
                 self.stream.fail(StreamError("unsupported-stanza-type", f"<{element.name}/> is not a stanza"))
             return
+        if self.sm is not None:
+            self.sm.received()
         stype = element.getAttribute("type")
         frm = element.getAttribute("from")
         if frm is not None and frm != self.address._full:
@@ -115,9 +141,19 @@ class ClientSession:
     # -- lifecycle ----------------------------------------------------------------------
 
     def ended(self) -> None:
-        """The stream is gone: leave the session table and tell the features."""
+        """The stream is gone: leave the session table and tell the features,
+        unless stream management keeps the session for the client to resume."""
+        if self.sm is not None and self.sm.hibernate():
+            return
+        self.finish()
+
+    def finish(self) -> None:
+        """The session is over: leave the session table, tell the features, and
+        deal with what the client never acknowledged."""
         self.ctx.sessions.unbind(self)
         self.ctx.hooks.fire("c2s/session-ended", self)
+        if self.sm is not None:
+            self.sm.finished()
 
 
 def _legacy_session(element: domish.Element) -> bool:

@@ -3,6 +3,20 @@
 ``ENABLED`` is the list that app.py registers, in order.
 """
 
-from fedxmpp.features import blocking, caps, disco, last, ping, private, register, time, vcard, version
+from fedxmpp.features import (
+    blocking,
+    caps,
+    carbons,
+    disco,
+    last,
+    mam,
+    pep,
+    ping,
+    private,
+    register,
+    time,
+    vcard,
+    version,
+)
 
-ENABLED = (ping, disco, caps, version, time, last, vcard, private, blocking, register)
+ENABLED = (ping, disco, caps, version, time, last, vcard, private, blocking, register, carbons, mam, pep)

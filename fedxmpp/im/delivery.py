@@ -11,7 +11,9 @@ An iq request fires ``iq-get/<kind>`` (or ``iq-set/<kind>``) before the event of
 its namespace, for handlers that apply to every request (XEP-0191 blocking).
 Features hook these with priorities; the default rules below run last
 (priority -1000).  An iq request that nothing handles is answered with
-``<service-unavailable/>`` — never silence.
+``<service-unavailable/>`` — never silence.  When the default rules have given a
+message to one or more resources they fire ``message/delivered`` with
+``(event, sessions)`` (XEP-0280 carbons go to the others).
 
 What a hosted domain's own clients send passes the sender-side ``pre-`` events
 first (``pre-presence/bare``...; see :mod:`fedxmpp.im.outbound`); roster,
@@ -125,6 +127,7 @@ class LocalDelivery:
         session = self.sessions.get(event.to)
         if session is not None:
             session.send(event.stanza)
+            self._delivered(event, (session,))
             return True
         # RFC 6121 §8.5.3.2.1: no such resource; normal and chat fall back to the bare JID.
         if event.type in (None, "normal", "chat"):
@@ -149,11 +152,11 @@ class LocalDelivery:
         if not targets:
             event.error("service-unavailable", "The recipient is not available")
             return True
-        if mtype == "chat":
-            for s in targets:
-                s.send(event.stanza)
-        else:
-            targets[0].send(event.stanza)
+        if mtype != "chat":
+            targets = targets[:1]
+        for s in targets:
+            s.send(event.stanza)
+        self._delivered(event, tuple(targets))
         return True
 
     def _message_host(self, event: StanzaEvent) -> bool:
@@ -176,6 +179,12 @@ class LocalDelivery:
         return True
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _delivered(self, event: StanzaEvent, sessions: tuple[BoundSession, ...]) -> None:
+        """Tell who cares (XEP-0280 carbons) which resources a message was given to:
+        ``message/delivered`` with ``(event, sessions)``."""
+        if self.hooks.has("message/delivered"):
+            self.hooks.fire("message/delivered", (event, sessions))
 
     def _available(self, bare: JID) -> list[BoundSession]:
         return [s for s in self.sessions.resources(bare) if s.available]

@@ -16,6 +16,13 @@ taken (and deleted) in one transaction and sent to that resource, oldest first
 (XEP-0160 §2, step 5).
 Messages to the user's bare JID that arrive while this runs are held back and
 delivered after them, so the order stays the order of arrival.
+
+A chat or normal message that a client never acknowledged under stream
+management (XEP-0198) before its session ended for good is offered to the
+``"c2s/unacked"`` hook as ``(session, stanza)``, and stored here for the user as
+if it had arrived while they were offline (XEP-0198 §5).  Copies — carbons
+(XEP-0280) and archive results (XEP-0313) — are not: their originals are kept
+elsewhere.  A message that already carries this server's delay stamp keeps it.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ log = Logger()
 
 DELAY = "urn:xmpp:delay"
 CHATSTATES = "http://jabber.org/protocol/chatstates"
+# The wrappers of messages that are copies of messages delivered or archived elsewhere.
+COPIES = frozenset({("urn:xmpp:carbons:2", "sent"), ("urn:xmpp:carbons:2", "received"),
+                    ("urn:xmpp:mam:2", "result")})
 MSGOFFLINE = "msgoffline"  # XEP-0160 §4: the disco feature
 
 # Before the default rules of LocalDelivery (-1000), after features that filter.
@@ -71,6 +81,7 @@ class OfflineMessages:
         self.delivered = 0
         ctx.hooks.add("message/bare", self._hold, HOLD_PRIORITY)
         ctx.hooks.add("message/bare", self._message_bare, PRIORITY)
+        ctx.hooks.add("c2s/unacked", self._unacked)
         if quota > 0:
             ctx.disco.server_features.add(MSGOFFLINE)
 
@@ -97,12 +108,35 @@ class OfflineMessages:
             lambda f: log.failure("Storing an offline message failed", f))
         return True
 
+    def _unacked(self, payload: tuple[BoundSession, domish.Element]) -> bool:
+        """A message the client of a session that is over never acknowledged
+        (XEP-0198): stored for the user; True when taken."""
+        session, stanza = payload
+        if stanza.name != "message" or stanza.getAttribute("type") not in (None, "normal", "chat"):
+            return False
+        if any((c.uri, c.name) in COPIES for c in stanza.elements()):
+            return True
+        if self.quota <= 0:
+            return False
+        if _only_chat_state(stanza):
+            return True
+        try:
+            frm = JID.parse(stanza.getAttribute("from", ""))
+        except InvalidJID:
+            frm = session.bare.domain
+        event = StanzaEvent(stanza, frm, session.bare, self.ctx.router)
+        Deferred.fromCoroutine(self._store(event)).addErrback(
+            lambda f: log.failure("Storing an unacknowledged message failed", f))
+        return True
+
     async def _store(self, event: StanzaEvent) -> None:
         to = event.to
         stamped = _copy(event.stanza)
-        delay = stamped.addElement((DELAY, "delay"))
-        delay["from"] = to.host
-        delay["stamp"] = _stamp(self.ctx.clock.seconds())
+        if not any(c.uri == DELAY and c.name == "delay" and c.getAttribute("from") == to.host
+                   for c in stamped.elements()):
+            delay = stamped.addElement((DELAY, "delay"))
+            delay["from"] = to.host
+            delay["stamp"] = _stamp(self.ctx.clock.seconds())
         try:
             stored = await self.ctx.storage.offline.store(to.user, to.host, serialize(stamped, ns.CLIENT),
                                                           self.quota)

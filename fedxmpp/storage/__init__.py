@@ -12,9 +12,20 @@ Names passed to stores are already prepared: ``user`` is a localpart from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from fedxmpp.storage.accounts import SqlAccountStore
+from fedxmpp.storage.archive import (
+    ArchivedMessage,
+    ArchiveEntry,
+    ArchivePage,
+    ArchivePrefs,
+    ArchiveQuery,
+    SqlArchiveStore,
+    UnknownArchiveId,
+    archive_id_timestamp,
+    make_archive_id,
+)
 from fedxmpp.storage.credentials import CredentialSet, HashName, ScramCredentials
 from fedxmpp.storage.database import Database
 from fedxmpp.storage.errors import (
@@ -27,6 +38,7 @@ from fedxmpp.storage.errors import (
 )
 from fedxmpp.storage.keyval import SqlKeyValStore
 from fedxmpp.storage.offline import SqlOfflineStore
+from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
 from fedxmpp.storage.schema import load_migrations
 from fedxmpp.storage.sqlite import SqliteEngine
@@ -35,9 +47,11 @@ if TYPE_CHECKING:
     from fedxmpp.config import Config
 
 __all__ = [
-    "AccountError", "AccountExists", "AccountStore", "ConstraintViolation", "KeyValStore", "NoSuchAccount",
-    "OfflineStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError", "Storage", "StorageError",
-    "Subscription", "open_storage",
+    "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
+    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "NoSuchAccount", "OfflineStore",
+    "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError",
+    "Storage", "StorageError", "Subscription", "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
+    "open_storage",
 ]
 
 
@@ -63,9 +77,9 @@ class AccountStore(Protocol):
         """Replace the account's credentials; :class:`NoSuchAccount` if it does not exist."""
 
     async def delete(self, user: str, domain: str) -> None:
-        """Delete the account with its credentials, roster, offline messages and
-        key/value documents, in one transaction; :class:`NoSuchAccount` if it does
-        not exist."""
+        """Delete the account with its credentials, roster, offline messages,
+        key/value documents, message archive and pubsub nodes, in one transaction;
+        :class:`NoSuchAccount` if it does not exist."""
 
     async def exists(self, user: str, domain: str) -> bool:
         ...
@@ -139,16 +153,83 @@ class KeyValStore(Protocol):
         """The keys of the user's documents in *store*, sorted."""
 
 
+class ArchiveStore(Protocol):
+    """Each user's message archive (XEP-0313), in archive order: the time a message
+    was archived (microseconds since the epoch), then arrival."""
+
+    async def add(self, entries: Sequence[ArchiveEntry]) -> int:
+        """Archive *entries* in one transaction (entries for accounts that do not
+        exist are skipped); how many were stored."""
+
+    async def query(self, user: str, domain: str, query: ArchiveQuery) -> ArchivePage:
+        """One page of the messages matching *query*; :class:`UnknownArchiveId` when
+        an id it names is not in the archive."""
+
+    async def bounds(self, user: str, domain: str) -> tuple[ArchivedMessage, ArchivedMessage] | None:
+        """The first and the last message of the archive; None when it is empty."""
+
+    async def purge(self, before: int, limit: int) -> int:
+        """Delete at most *limit* messages, of every archive, archived before *before*;
+        how many were deleted."""
+
+    async def get_prefs(self, user: str, domain: str) -> ArchivePrefs | None:
+        """The user's preferences; None if they never set any."""
+
+    async def set_prefs(self, user: str, domain: str, prefs: ArchivePrefs) -> None:
+        """Replace the user's preferences; :class:`NoSuchAccount` if there is no such account."""
+
+
+class PubsubStore(Protocol):
+    """Each user's personal eventing nodes (XEP-0163) and their items.
+
+    Items of a node are kept in the order they were last published.  Writes for
+    an account that does not exist raise :class:`NoSuchAccount`.
+    """
+
+    async def nodes(self, user: str, domain: str) -> list[PubsubNode]:
+        """The user's nodes, sorted by name."""
+
+    async def create_node(self, user: str, domain: str, node: PubsubNode, now: int) -> bool:
+        """Create *node*; False if the user already has a node of that name."""
+
+    async def update_node(self, user: str, domain: str, node: PubsubNode) -> bool:
+        """Replace the node's configuration and affiliations; False if there is no such node."""
+
+    async def delete_node(self, user: str, domain: str, node: str) -> bool:
+        """Delete the node and its items; False if there was no such node."""
+
+    async def publish(self, user: str, domain: str, node: str, item: PubsubItem, max_items: int) -> list[str]:
+        """Store *item* as the node's newest (replacing an item of the same id), then
+        keep only the newest *max_items*; the ids of the items dropped, oldest first.
+        LookupError if there is no such node."""
+
+    async def items(self, user: str, domain: str, node: str, *, item_ids: Sequence[str] | None = None,
+                    last: int | None = None) -> list[PubsubItem]:
+        """The node's items (those of *item_ids* only, or the newest *last* only), oldest first."""
+
+    async def last_items(self, user: str, domain: str) -> dict[str, PubsubItem]:
+        """The newest item of each of the user's nodes that has one, by node."""
+
+    async def retract(self, user: str, domain: str, node: str, item_id: str) -> bool:
+        """Delete one item; False if there was no such item."""
+
+    async def purge(self, user: str, domain: str, node: str) -> int:
+        """Delete every item of the node; how many."""
+
+
 class Storage:
     """Every store of one database."""
 
     def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
-                 offline: OfflineStore, keyval: KeyValStore) -> None:
+                 offline: OfflineStore, keyval: KeyValStore, archive: ArchiveStore,
+                 pubsub: PubsubStore) -> None:
         self.database = database
         self.accounts = accounts
         self.roster = roster
         self.offline = offline
         self.keyval = keyval
+        self.archive = archive
+        self.pubsub = pubsub
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""
@@ -179,7 +260,7 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
         raise
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
-                   SqlKeyValStore(database))
+                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database))
 
 
 def _make_private_dir(directory: Path) -> None:

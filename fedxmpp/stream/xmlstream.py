@@ -85,6 +85,10 @@ class ServerStream(Protocol):
         self.peer_lang = "en"
         self.header_sent = False
         self.closed = False
+        # Why the stream was closed: "peer" (its closing tag), the condition of the
+        # stream error we sent, "local" (we closed it), or None when the connection
+        # just broke.  XEP-0198 keeps a session resumable only in the last case.
+        self.close_reason: str | None = None
         self.tls = False
         self._parser: StreamParser | None = None
         self._idle_call = None
@@ -171,6 +175,7 @@ class ServerStream(Protocol):
             return
         log.info("Stream error {condition} on {id}: {text}", condition=error.condition,
                  id=self.stream_id or "-", text=error.text or "")
+        self.close_reason = error.condition
         if not self.header_sent:
             self._send_header(self.domain)
         self.send(error.to_element())
@@ -180,6 +185,8 @@ class ServerStream(Protocol):
         """Close the stream cleanly: our closing tag, then the TCP connection."""
         if self.closed:
             return
+        if self.close_reason is None:
+            self.close_reason = "local"
         self.write("</stream:stream>")
         self.closed = True
         if self._parser is not None:
@@ -221,6 +228,7 @@ class ServerStream(Protocol):
             self.handler.element_received(self, element)
 
     def _stream_end(self) -> None:
+        self.close_reason = "peer"
         self.close()
 
     def _send_header(self, domain: str | None, peer: str | None = None) -> None:
