@@ -44,6 +44,7 @@ from zope.interface import implementer
 from fedxmpp.s2s import dialback
 from fedxmpp.s2s.resolver import ResolveError, S2SResolver, Target
 from fedxmpp.tls import PeerCheck, peer_chain
+from fedxmpp.stream.xmlstream import set_nodelay
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError
 from fedxmpp.xml.jid import JID
@@ -126,7 +127,7 @@ class OutgoingStream(Protocol):
     # -- connection --------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        _set_nodelay(self.transport)
+        set_nodelay(self.transport)
         self.transport.registerProducer(self, True)
         clock = self.ctx.clock
         self._negotiation_call = clock.callLater(self.ctx.config.auth_timeout, self._negotiation_timed_out)
@@ -805,15 +806,3 @@ def _attr(text: str) -> str:
     return domish.escapeToXml(text, isattrib=1)
 
 
-def _set_nodelay(transport: object) -> None:
-    seen = 0
-    while transport is not None and seen < 4:
-        setter = getattr(transport, "setTcpNoDelay", None)
-        if setter is not None:
-            try:
-                setter(True)
-            except OSError:
-                pass
-            return
-        transport = getattr(transport, "transport", None)
-        seen += 1

@@ -103,7 +103,7 @@ class ServerStream(Protocol):
     # -- connection -------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        _set_nodelay(self.transport)
+        set_nodelay(self.transport)
         self.transport.registerProducer(self, True)
         self._negotiation_call = self.clock.callLater(self.negotiation_timeout, self._negotiation_timed_out)
         self._new_parser()
@@ -298,7 +298,7 @@ class ServerStream(Protocol):
         self._paused = False
 
 
-def _set_nodelay(transport: object) -> None:
+def set_nodelay(transport: object) -> None:
     """Turn Nagle off on the TCP socket under *transport* (also below TLS).
 
     Stanzas are small and interactive; with Nagle on, loopback round trips stall
