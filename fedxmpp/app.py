@@ -96,7 +96,7 @@ class FedXmpp(MultiService):
                 try:
                     port = await serverFromString(self.reactor, description).listen(factory)
                 except CannotListenError as e:
-                    raise StartupError(f"c2s.{key}: cannot listen on {description!r}: {e.socketError}") from None
+                    raise StartupError(f"{self.config.source}: c2s.{key}: cannot listen on {description!r}: {e.socketError}") from None
                 self.ports.append(port)
                 log.info("Listening for clients ({kind}) on {address}",
                          kind="STARTTLS" if key == "listen" else "direct TLS", address=port.getHost())
@@ -105,13 +105,13 @@ class FedXmpp(MultiService):
             try:
                 port = await serverFromString(self.reactor, description).listen(self.component_factory)
             except CannotListenError as e:
-                raise StartupError(f"components.listen: cannot listen on {description!r}: {e.socketError}") from None
+                raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
             log.info("Listening for components on {address}", address=port.getHost())
         try:
             await self.s2s.listen()
         except ListenError as e:
-            raise StartupError(str(e)) from None
+            raise StartupError(f"{self.config.source}: {e}") from None
         log.info("fedxmpp serving {domains}", domains=", ".join(self.config.server.domains))
 
     def _failed_to_start(self, failure: Any) -> None:
