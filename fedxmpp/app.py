@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -120,6 +122,8 @@ class FedXmpp(MultiService):
         else:
             log.failure("fedxmpp failed to start", failure)
         if self.reactor.running:
+            # twistd would exit 0 after a plain stop; a supervisor must see the failure.
+            self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
             self.reactor.stop()
 
     async def _stop(self) -> None:
@@ -157,6 +161,12 @@ def _sleep(clock: Any, seconds: float) -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     clock.callLater(seconds, d.callback, None)
     return d
+
+
+def _exit_failed() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _make_private_dir(config: Config) -> None:

@@ -169,3 +169,31 @@ def test_server_closes_connection(server, transport, client_closes):
         got = c.read_until_closed(timeout=5 if client_closes else 15)
         assert got.eof
         assert got.clean_end, "the server dropped the TLS connection without close_notify"
+
+
+def test_port_in_use_fails_start_up(tmp_path):
+    """A c2s port that is already taken stops start-up with one line naming the file,
+    the key and the address, no traceback, and a non-zero exit a supervisor can see."""
+    import socket as _socket
+
+    from tests.e2e.harness import free_port
+
+    holder = _socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    try:
+        path = tmp_path / "busy.toml"
+        path.write_text(
+            f'[server]\ndomains = ["example.test"]\ndata_dir = "{tmp_path / "data"}"\n'
+            f'[c2s]\nlisten = ["tcp:{taken}:interface=127.0.0.1"]\n'
+            f'direct_tls = ["tcp:{free_port()}:interface=127.0.0.1"]\n[s2s]\nlisten = []\n')
+        done = run_twistd(path, tmp_path)
+    finally:
+        holder.close()
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    naming = [line for line in output.splitlines() if "c2s.listen" in line]
+    assert len(naming) == 1 and str(path) in naming[0] and str(taken) in naming[0], output
+    assert "fedxmpp serving" not in output, output
