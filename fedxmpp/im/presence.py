@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+# Addresses one session may have sent directed presence to at once.
+MAX_DIRECTED = 1000
+
 PRE_APPROVAL = "urn:xmpp:features:pre-approval"
 
 _FROM = ("from", "both")
@@ -96,7 +99,12 @@ class Presence:
             session = self.ctx.sessions.get(event.frm)
             if session is not None:
                 if ptype is None:
-                    self._directed.setdefault(session, set()).add(event.to)
+                    targets = self._directed.setdefault(session, set())
+                    if event.to not in targets and len(targets) >= MAX_DIRECTED:
+                        # Remembered targets get unavailable at logout (§4.6.3); the set is bounded.
+                        event.error("resource-constraint", "Too many directed presence recipients")
+                        return True
+                    targets.add(event.to)
                 elif session in self._directed:
                     self._directed[session].discard(event.to)
         return False  # routed as it is

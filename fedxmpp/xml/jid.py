@@ -78,7 +78,7 @@ def prep_domain(domain: str) -> str:
 class JID:
     """An immutable, prepared XMPP address.  Cheap to hash and compare."""
 
-    __slots__ = ("user", "host", "resource", "_full", "_hash")
+    __slots__ = ("user", "host", "resource", "_full", "_hash", "_bare")
 
     def __init__(self, user: str | None, host: str, resource: str | None = None) -> None:
         self.user = user
@@ -91,6 +91,7 @@ class JID:
             s = f"{s}/{resource}"
         self._full = s
         self._hash = hash(s)
+        self._bare: JID | None = None
 
     @classmethod
     def parse(cls, text: str) -> JID:
@@ -119,7 +120,9 @@ class JID:
     def bare(self) -> JID:
         if self.resource is None:
             return self
-        return JID(self.user, self.host)
+        if self._bare is None:
+            self._bare = JID(self.user, self.host)
+        return self._bare
 
     @property
     def domain(self) -> JID:

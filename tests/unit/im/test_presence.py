@@ -108,6 +108,26 @@ def test_directed_presence_gets_unavailable_at_the_end():
     assert remote_sent(w) == [("presence", "unavailable", f"{A}/a", "room@muc.remote.test/alice")]
 
 
+def test_directed_presence_targets_are_bounded(monkeypatch):
+    """A session may remember only MAX_DIRECTED directed-presence recipients; one more
+    is refused with <resource-constraint/> to the sender instead of growing memory,
+    while presence to a target already remembered still goes out."""
+    from fedxmpp.im import presence as presence_module
+
+    monkeypatch.setattr(presence_module, "MAX_DIRECTED", 2)
+    w = World()
+    a = w.online(f"{A}/a")
+    a.sent.clear()
+    w.presence(a, to="x@remote.test/1")
+    w.presence(a, to="y@remote.test/1")
+    w.presence(a, to="z@remote.test/1")
+    w.presence(a, to="x@remote.test/1")
+    assert [to for _, _, _, to in remote_sent(w)] == ["x@remote.test/1", "y@remote.test/1", "x@remote.test/1"]
+    (error,) = received(a, "presence", "error")
+    assert error.getAttribute("from") == "z@remote.test/1"
+    assert "resource-constraint" in error.toXml()
+
+
 def test_explicit_unavailable_then_end_sends_nothing_more():
     """A resource that already said unavailable causes no second broadcast when it
     disconnects."""
