@@ -208,6 +208,7 @@ class Blocking:
         for kind in ("host", "bare", "full"):
             for name in ("message", "presence", "iq"):
                 hooks.add(f"pre-{name}/{kind}", self._outbound, PRIORITY)
+        hooks.add("presence/generated-remote", self._generated_remote, PRIORITY)
         hooks.add("c2s/session-bound", self._session_bound)
         hooks.add("c2s/session-ended", self._session_ended)
         hooks.add("account/removed", self._account_removed)
@@ -252,6 +253,23 @@ class Blocking:
         if sender is not None and is_blocked(lists[1], to):
             return True  # presence to someone the sender blocked: not sent
         return False
+
+    def _generated_remote(self, event: StanzaEvent) -> bool:
+        """Presence the server broadcasts for a user to a remote contact the user
+        blocked is not sent (§3.3); while the list loads it waits, and if the list
+        cannot be read it is not sent either."""
+        sender, target = event.frm.bare, event.to
+        blocklist = self.lists.cached(sender)
+        if blocklist is not None:
+            return is_blocked(blocklist, target)
+
+        def then(ok: bool) -> None:
+            loaded = self.lists.cached(sender) if ok else None
+            if loaded is not None and not is_blocked(loaded, target):
+                self.ctx.router.route(event.stanza, event.frm, event.to)
+
+        self.lists.when_loaded([sender], then)
+        return True
 
     def _wait(self, users: list[JID], event: StanzaEvent) -> bool:
         stanza, frm, to = event.stanza, event.frm, event.to

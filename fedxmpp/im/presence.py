@@ -317,10 +317,19 @@ class Presence:
         return count
 
     def _route_copy(self, stanza: domish.Element, frm: JID, to: JID) -> None:
-        self.ctx.router.route(_readdressed(stanza, frm, to), frm, to)
+        self._route_generated(_readdressed(stanza, frm, to), frm, to)
 
     def _route_new(self, frm: JID, to: JID, ptype: str) -> None:
-        self.ctx.router.route(_presence(frm, to, ptype), frm, to)
+        self._route_generated(_presence(frm, to, ptype), frm, to)
+
+    def _route_generated(self, stanza: domish.Element, frm: JID, to: JID) -> None:
+        """Route presence the server sends on a user's behalf.  For a local contact the
+        delivery events see it; for anyone else "presence/generated-remote" is the one
+        place a feature (blocking) can hold it back: a handler returning True does."""
+        if to.host not in self.ctx.router.hosted and self.ctx.hooks.fire(
+                "presence/generated-remote", StanzaEvent(stanza, frm, to, self.ctx.router)):
+            return
+        self.ctx.router.route(stanza, frm, to)
 
     def _stream_features(self, features: domish.Element) -> None:
         features.addElement((PRE_APPROVAL, "sub"))

@@ -180,6 +180,25 @@ def test_presence_broadcast_skips_blocked_contact():
     assert pest.sent == []
 
 
+def test_presence_broadcast_to_blocked_remote_contact_is_not_sent():
+    """The user's presence broadcast reaches a remote subscriber but not a remote
+    subscriber the user blocked: the check also covers federation, not only local
+    delivery."""
+    w = World()
+    w.account("alice@example.test")
+    w.subscribe("alice@example.test", "pal@remote.test", "from")
+    w.subscribe("alice@example.test", "pest@remote.test", "from")
+    remote_sent: list = []
+    w.router.set_default(lambda st, frm, to: remote_sent.append(st))
+    a = w.login("alice@example.test/a")
+    block(w, a, "pest@remote.test")
+    remote_sent.clear()
+    w.client_send(a, xml("<presence/>"))
+    remote_presence = [(st.getAttribute("type"), st["to"]) for st in remote_sent if st.name == "presence"]
+    assert (None, "pal@remote.test") in remote_presence
+    assert all(to != "pest@remote.test" for _, to in remote_presence)
+
+
 def test_blocking_a_watcher_sends_unavailable_and_unblocking_sends_presence():
     """§3.3/§3.4: a contact with a 'from' subscription gets unavailable presence on
     block and presence again on unblock; a contact without one gets neither."""
