@@ -70,7 +70,8 @@ class FedXmpp(MultiService):
         ClientStateIndication(self.c2s)
         self.c2s_factory = C2SFactory(self.c2s)
         # XEP-0114 components; the roster is looked up when a privileged request needs it.
-        self.components = Components(config, self.router, self.hooks, reactor, roster=lambda: self.features.roster)
+        self.components = Components(config, self.router, self.hooks, reactor, roster=lambda: self.features.roster,
+                                     user_route=self.im.outbound.route)
         self.features.disco.item_providers.append(self.components.disco_items)
         self.component_factory = ComponentFactory(self.components)
         # Federation: the route for every domain that is neither hosted nor a component's.

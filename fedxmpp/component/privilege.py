@@ -140,7 +140,7 @@ class Privileges:
         inner["from"] = sender.full()
         log.debug("Component {component} sends a message as {sender} to {to}", component=event.frm.full(),
                   sender=sender.full(), to=to.full())
-        self.components.router.route(inner, sender, to)
+        self.components.user_route(inner, sender, to)
         return True
 
     # -- roster permission ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from fedxmpp.component.privilege import Privileges, advertisement
 from fedxmpp.component.session import ComponentSession
 from fedxmpp.config import ComponentConfig, Config
 from fedxmpp.hooks import Hooks
-from fedxmpp.router import Router
+from fedxmpp.router import Route, Router
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError
@@ -34,9 +34,12 @@ class Components:
     """Which component domains are configured, which are connected, and their routes."""
 
     def __init__(self, config: Config, router: Router, hooks: Hooks, clock: interfaces.IReactorTime,
-                 roster: Callable[[], Any] = lambda: None) -> None:
+                 roster: Callable[[], Any] = lambda: None, user_route: Route | None = None) -> None:
         self.config = config
         self.router = router
+        # How a stanza sent on a user's behalf (XEP-0356) travels: through that user's
+        # own outbound path (carbons, archive, blocking) when the app provides one.
+        self.user_route: Route = user_route or router.route
         self.hooks = hooks
         self.clock = clock
         self.hosted: tuple[str, ...] = config.server.domains

@@ -113,9 +113,14 @@ def wrap(direction: str, stanza: domish.Element, user: JID, to: JID) -> domish.E
 
 def clone(element: domish.Element) -> domish.Element:
     """A deep copy of *element*, so that what happens to the original later (the
-    router re-homing it, another feature's changes) does not reach the copy."""
-    copy = domish.Element((element.uri, element.name), element.defaultUri, dict(element.attributes),
-                          dict(element.localPrefixes))
+    router re-homing it, another feature's changes) does not reach the copy.
+
+    The copy is in jabber:client: nested in <forwarded/> it is no longer re-homed by
+    the serialiser, and a message from a component or server stream would otherwise
+    reach the client in jabber:component:accept or jabber:server."""
+    uri = ns.CLIENT if element.uri in ns.STANZA_NAMESPACES else element.uri
+    default = ns.CLIENT if element.defaultUri in ns.STANZA_NAMESPACES else element.defaultUri
+    copy = domish.Element((uri, element.name), default, dict(element.attributes), dict(element.localPrefixes))
     for child in element.children:
         copy.addChild(clone(child) if isinstance(child, domish.Element) else child)
     return copy
@@ -194,8 +199,9 @@ class Carbons:
     def _sent(self, event: StanzaEvent) -> bool:
         user = event.frm.bare
         sessions = self.enabled.get(user)
-        if not sessions or event.frm.resource is None:
+        if not sessions:
             return False
+        # From a bare JID (a gateway sending for the user, XEP-0356): every resource gets it.
         others = [s for s in sessions if s.address != event.frm]
         stanza = event.stanza
         if not others or not eligible(stanza, user):

@@ -193,11 +193,18 @@ def test_disconnected_component_answers_with_service_unavailable(gw_server):
 def test_privileged_message_is_routed_as_the_user(gw_server):
     """XEP-0356: after the handshake the server advertises the configured privileges
     (urn:xmpp:privilege:2, read by slixmpp's plugin); the component then sends a
-    message on behalf of cora@example.test, which cody receives from cora's bare JID.
-    A component without the privilege gets <forbidden/> and nothing is delivered."""
+    message on behalf of cora@example.test, which cody receives from cora's bare JID,
+    and which cora's own carbon-enabled client sees as a <sent/> carbon (it travels
+    cora's outbound path, as if she had sent it).  A component without the privilege
+    gets <forbidden/> and nothing is delivered."""
     async def scenario():
         async with logged_in(gw_server, "cody@example.test/p", USERS["cody@example.test"]) as cody, \
+                logged_in(gw_server, "cora@example.test/laptop", USERS["cora@example.test"],
+                          plugins={"xep_0280": {}}) as cora, \
                 attached(gw_server.component_port, "priv.example.test", SECRET, plugins=("xep_0356",)) as priv:
+            sent_carbons: asyncio.Queue = asyncio.Queue()
+            cora.xmpp.add_event_handler("carbon_sent", sent_carbons.put_nowait)
+            await asyncio.wait_for(cora.xmpp.plugin["xep_0280"].enable(), 10)
             plugin = priv.xmpp.plugin["xep_0356"]
             # One advertisement per hosted domain, each its own message: wait for both.
             await _until(lambda: all(plugin.granted_privileges[d].message == "outgoing"
@@ -209,6 +216,9 @@ def test_privileged_message_is_routed_as_the_user(gw_server):
             plugin.send_privileged_message(inner)
             msg = await cody.next_message()
             assert (msg["body"], msg["from"].full) == ("sent by the gateway for cora", "cora@example.test")
+            carbon = await asyncio.wait_for(sent_carbons.get(), 10)
+            assert carbon["carbon_sent"]["body"] == "sent by the gateway for cora"
+            assert carbon["carbon_sent"]["to"].full == "cody@example.test/p"
 
         async with attached(gw_server.component_port, "echo.example.test", SECRET, plugins=("xep_0356",)) as echo:
             plugin = echo.xmpp.plugin["xep_0356"]

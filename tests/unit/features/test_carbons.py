@@ -218,3 +218,24 @@ def test_eligible_function_rules():
     other = xml("<message><stanza-id xmlns='urn:xmpp:sid:0' by='eve@example.test' id='1'/></message>")
     assert carbons.eligible(own, user) and not carbons.eligible(other, user)
     assert not carbons.eligible(xml("<message type='error'><body>x</body></message>"), user)
+
+
+def test_copy_of_a_stanza_from_another_stream_is_in_jabber_client():
+    """A message that came from a component (or server) stream, once copied into a
+    carbon's <forwarded/>, is serialised in jabber:client at every level of the
+    stanza — nested elements are not re-homed by the serialiser, so the copy must be."""
+    from twisted.words.xish import domish
+
+    from fedxmpp.features.carbons import clone, wrap
+    from fedxmpp.xml import ns
+    from fedxmpp.xml.jid import JID
+    from fedxmpp.xml.serialize import serialize
+
+    original = domish.Element((ns.COMPONENT, "message"), ns.COMPONENT)
+    original["from"], original["to"] = "cora@example.test", "cody@example.test"
+    original.addElement((ns.COMPONENT, "body"), content="hi")
+    carbon = wrap("sent", clone(original), JID.parse("cora@example.test"), JID.parse("cora@example.test/l"))
+    text = serialize(carbon, ns.CLIENT)
+    assert ns.COMPONENT not in text
+    assert "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'" in text
+    assert original.uri == ns.COMPONENT  # the original is untouched
