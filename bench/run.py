@@ -663,6 +663,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="presence updates each client broadcasts in the presence phase (default 5)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (config, data, log)")
+    ap.add_argument("--profile", metavar="FILE", type=Path,
+                    help="run the server under cProfile and save its stats to FILE (read with pstats); "
+                         "profiling slows the server, so the figures of such a run are not comparable")
     ap.add_argument("--login-timeout", type=float, default=30.0, help="seconds per login (default 30)")
     ap.add_argument("--phase-timeout", type=float, default=120.0, help="seconds per phase (default 120)")
     ap.add_argument("--stall-timeout", type=float, default=10.0,
@@ -686,7 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     venv = Path(sys.executable).parent
     if not (venv / "twistd").exists():
         venv = Path(__file__).resolve().parent.parent / ".venv" / "bin"
-    server = BenchServer(venv, scram_iterations=args.scram_iterations, keep=args.keep)
+    server = BenchServer(venv, scram_iterations=args.scram_iterations, keep=args.keep,
+                         profile=args.profile.resolve() if args.profile else None)
     with open("/proc/loadavg") as f:
         loadavg = " ".join(f.read().split()[:3])
     info: dict = {"machine": machine(), "loadavg_before": loadavg, "params": {

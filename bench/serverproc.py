@@ -33,9 +33,11 @@ class ServerError(Exception):
 
 
 class BenchServer:
-    def __init__(self, venv_bin: Path, *, scram_iterations: int = 4096, keep: bool = False) -> None:
+    def __init__(self, venv_bin: Path, *, scram_iterations: int = 4096, keep: bool = False,
+                 profile: Path | None = None) -> None:
         self.bin = venv_bin
         self.keep = keep
+        self.profile = profile
         self.dir = Path(tempfile.mkdtemp(prefix="fedxmpp-bench-"))
         self.data_dir = self.dir / "data"
         self.config = self.dir / "bench.toml"
@@ -93,8 +95,11 @@ max_send_buffer = 33554432
 
     def start(self, timeout: float = 60.0) -> float:
         """Start twistd and wait for the TCP port and the log line; returns the seconds it took."""
-        cmd = [str(self.bin / "twistd"), "-n", "--logfile", str(self.log), "--pidfile", str(self.dir / "twistd.pid"),
-               "fedxmpp", "--config", str(self.config)]
+        cmd = [str(self.bin / "twistd"), "-n", "--logfile", str(self.log), "--pidfile", str(self.dir / "twistd.pid")]
+        if self.profile is not None:
+            # twistd's own cProfile run; the stats are written when the server stops.
+            cmd += [f"--profile={self.profile}", "--profiler=cprofile", "--savestats"]
+        cmd += ["fedxmpp", "--config", str(self.config)]
         t = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, cwd=self.dir)
         deadline = t + timeout
