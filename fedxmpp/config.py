@@ -76,6 +76,9 @@ class C2SConfig:
     sm_ack_request_every: int = 5
     # ...or this many seconds after the first one (0 = by count only).
     sm_ack_request_delay: float = 30.0
+    # Seconds an <r/> may go unanswered before the connection counts as dead and the
+    # session hibernates (0 = wait for TCP or idle_timeout).
+    sm_max_ack_delay: float = 60.0
     # XEP-0352 client state indication: updates held per inactive client (one
     # per contact, the latest); more flushes them all.
     csi_max_held: int = 500
@@ -466,6 +469,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("sm_ack_request_every", f"must be between 1 and sm_max_queue ({obj.sm_max_queue})")
         if obj.sm_ack_request_delay < 0:
             raise bad("sm_ack_request_delay", "must not be negative (0 = by count only)")
+        if obj.sm_max_ack_delay < 0:
+            raise bad("sm_max_ack_delay", "must not be negative (0 = off)")
         if not 1 <= obj.csi_max_held <= 100_000:
             raise bad("csi_max_held", "must be between 1 and 100000")
     elif isinstance(obj, IMConfig):

@@ -218,6 +218,7 @@ class ManagedSession:
         self.max_queue = cfg.sm_max_queue
         self.ack_every = cfg.sm_ack_request_every
         self.ack_delay = cfg.sm_ack_request_delay
+        self.max_ack_delay = cfg.sm_max_ack_delay
         #: Stanzas handled from the client (its h), stanzas sent to it, and the
         #: last h it acknowledged; all modulo 2**32.
         self.h_in = 0
@@ -231,6 +232,7 @@ class ManagedSession:
         self._awaiting_ack = False
         self._since_request = 0
         self._ack_call: Any = None
+        self._overdue_call: Any = None
         self._expiry: Any = None
 
     # -- stanzas ------------------------------------------------------------------------------
@@ -274,6 +276,7 @@ class ManagedSession:
             return
         self._release(h)
         self._awaiting_ack = False
+        self._cancel_overdue_call()
         if self.queue and self._ack_call is None and self.ack_delay:
             self._ack_call = self.manager.clock.callLater(self.ack_delay, self._ack_timer)
 
@@ -291,6 +294,24 @@ class ManagedSession:
         self._awaiting_ack = True
         self._since_request = 0
         self.session.stream.write(f"<r xmlns='{NS}'/>")
+        if self.max_ack_delay and self._overdue_call is None:
+            self._overdue_call = self.manager.clock.callLater(self.max_ack_delay, self._ack_overdue)
+
+    def _ack_overdue(self) -> None:
+        """No answer to <r/>: the link is dead though TCP has not noticed.  Drop it as
+        broken, so that the session hibernates and the client can resume."""
+        self._overdue_call = None
+        stream = self.session.stream
+        if self.hibernating or self.closed or stream.closed:
+            return
+        log.info("No acknowledgement from {jid} in {delay:.0f} s: the connection is taken for dead",
+                 jid=self.session.address.full(), delay=self.max_ack_delay)
+        stream.transport.abortConnection()
+
+    def _cancel_overdue_call(self) -> None:
+        if self._overdue_call is not None and self._overdue_call.active():
+            self._overdue_call.cancel()
+        self._overdue_call = None
 
     def _ack_timer(self) -> None:
         self._ack_call = None
@@ -313,6 +334,7 @@ class ManagedSession:
         self.hibernating = True
         self._awaiting_ack = False
         self._cancel_ack_call()
+        self._cancel_overdue_call()
         self._expiry = self.manager.clock.callLater(self.timeout, self._expired)
         log.info("Hibernating {jid}: resumable for {timeout:.0f} s, {n} stanzas unacknowledged",
                  jid=self.session.address.full(), timeout=self.timeout, n=len(self.queue))
@@ -394,6 +416,7 @@ class ManagedSession:
         """The session is over: what the client never acknowledged goes elsewhere."""
         self.closed = True
         self._cancel_ack_call()
+        self._cancel_overdue_call()
         self.manager.forget(self)
         self._drain()
 

@@ -392,3 +392,30 @@ def test_copies_are_not_stored_and_a_delay_stamp_is_kept():
     [text] = w.storage.offline.messages[("alice", "example.test")]
     assert text.count("urn:xmpp:delay") == 1 and "2020-01-01T00:00:00Z" in text
     assert b.take() == []
+
+
+def test_unanswered_ack_request_drops_the_connection_and_the_session_hibernates():
+    """A dead link that TCP has not noticed: when an <r/> goes unanswered for
+    sm_max_ack_delay seconds the connection is aborted as broken, so the session
+    hibernates (still resumable, no unavailable broadcast) instead of waiting for
+    idle_timeout.  An answered request keeps the connection."""
+    w = World(sm_ack_request_every=1, sm_ack_request_delay=0, sm_max_ack_delay=20)
+    w.befriend("alice", "bob")
+    b = w.online("bob", "desk", sm=False)
+    a = w.online("alice", "phone")
+    b.take()
+    chat(b, f"{A}/phone", "answered")
+    assert a.bodies() == ["answered"]
+    a.send(f"<a xmlns='{SM}' h='{a.handled}'/>")
+    w.clock.advance(30)
+    assert not a.transport.disconnected
+
+    chat(b, f"{A}/phone", "into the void")
+    w.clock.advance(19.9)
+    assert not a.transport.disconnected
+    w.clock.advance(0.2)
+    assert a.transport.disconnected  # aborted: no closing tag, as for a broken network
+    a.drop()
+    session = w.session(a)
+    assert session is not None and session.sm.hibernating
+    assert presences(b) == []
