@@ -304,7 +304,9 @@ class _NamesReactor:
         self.nameResolver = NamesHostnameResolver(dns_resolver)
 
     def installNameResolver(self, resolver: Any) -> Any:  # pragma: no cover - interface only
-        raise NotImplementedError
+        # This view exists only to give HostnameEndpoint our resolver; swapping it
+        # would silently bypass the configured nameservers.
+        raise TypeError("the federation reactor view has a fixed name resolver")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
