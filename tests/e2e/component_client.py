@@ -7,7 +7,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.e2e.harness import IO_TIMEOUT
+from tests.e2e.harness import IO_TIMEOUT, close_slixmpp
 
 
 STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -56,13 +56,7 @@ class Component:
         return error["condition"]
 
     async def close(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(Exception):
-            if self.xmpp.transport is not None:
-                await asyncio.wait_for(self.xmpp.disconnect(wait=1.0), timeout)
-        with contextlib.suppress(Exception):
-            self.xmpp.cancel_connection_attempt()
-            if self.xmpp.transport is not None:
-                self.xmpp.abort()
+        await close_slixmpp(self.xmpp, timeout)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.disconnected.wait(), timeout)
 

@@ -818,13 +818,18 @@ class Client:
         await self.barrier()
 
     async def close(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(Exception):
-            if self.xmpp.transport is not None:
-                await asyncio.wait_for(self.xmpp.disconnect(wait=1.0), timeout)
-        with contextlib.suppress(Exception):
-            self.xmpp.cancel_connection_attempt()
-            if self.xmpp.transport is not None:
-                self.xmpp.abort()
+        await close_slixmpp(self.xmpp, timeout)
+
+
+async def close_slixmpp(xmpp: Any, timeout: float = 5.0) -> None:
+    """Disconnect a slixmpp client or component politely, then by force if need be."""
+    with contextlib.suppress(Exception):
+        if xmpp.transport is not None:
+            await asyncio.wait_for(xmpp.disconnect(wait=1.0), timeout)
+    with contextlib.suppress(Exception):
+        xmpp.cancel_connection_attempt()
+        if xmpp.transport is not None:
+            xmpp.abort()
 
 
 def make_xmpp(jid: str, password: str, cafile: Path, *, mech: str | None = None, direct_tls: bool = False,
