@@ -36,6 +36,7 @@ from twisted.words.xish import domish
 from fedxmpp.features._shared import child, text_of
 from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.accounts import remove_account
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.storage.credentials import InvalidPassword
 from fedxmpp.storage.errors import AccountExists, NoSuchAccount
@@ -157,17 +158,10 @@ def register(hooks: Hooks, ctx: FeatureContext) -> None:
         event.reply()
 
     async def remove(event: StanzaEvent) -> None:
-        user = event.frm.bare
         try:
-            await ctx.storage.accounts.delete(user.user, user.host)
+            await remove_account(ctx, event.frm, reason="in-band", before_close=event.reply)
         except NoSuchAccount:
             _error(event, StanzaError("registration-required"))
-            return
-        log.info("Account {user} removed in-band", user=user.full())
-        event.reply()
-        hooks.fire("account/removed", user)
-        for session in ctx.sessions.resources(user):
-            session.close(StreamError("not-authorized", "This account has been removed"))
 
     for kind in ("host", "bare"):
         hooks.add(f"iq-get/{kind}/{REGISTER}", account_get)

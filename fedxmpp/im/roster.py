@@ -18,7 +18,7 @@ Versions (§2.6) are the store's per-user counter, written as decimal strings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from twisted.logger import Logger
 from twisted.words.xish import domish
@@ -78,7 +78,6 @@ class Roster:
         hooks.add(f"iq-set/bare/{ROSTER}", self._iq_set)
         hooks.add("c2s/features", self._stream_features)
         hooks.add("c2s/session-ended", self._session_ended)
-        hooks.add("account/removed", self._account_removed)
 
     # -- the public API: each call runs in the owner's queue ------------------------------
 
@@ -274,14 +273,17 @@ class Roster:
     def _session_ended(self, session: BoundSession) -> None:
         self._interested.discard(session)
 
-    def _account_removed(self, owner: JID) -> None:
-        """The account is gone (its rows went with it): tell the contacts, as a
-        removal of each item would (§2.5.2), if the roster is in memory."""
-        self.serial.run(owner, self._cancel_all, owner)
+    async def remove_account(self, owner: JID, delete: Callable[[], Awaitable[None]]) -> None:
+        """Run *delete* (which removes the account and, with it, its roster rows) in
+        *owner*'s queue, then tell each contact, as a removal of its item would
+        (§2.5.2).  The roster is read before the rows go, from the cache or the store."""
+        await self.serial.call(owner, self._remove_account, owner, delete)
 
-    def _cancel_all(self, owner: JID) -> None:
-        cached = self._cache.pop(owner, None)
-        for item in cached.items.values() if cached is not None else ():
+    async def _remove_account(self, owner: JID, delete: Callable[[], Awaitable[None]]) -> None:
+        cached = await self.load(owner)
+        await delete()
+        self._cache.pop(owner, None)
+        for item in cached.items.values():
             try:
                 contact = JID.parse(item.jid)
             except InvalidJID:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
+
 import pytest
 import pytest_twisted
 from twisted.words.xish import domish
@@ -224,20 +226,43 @@ def test_cache_is_dropped_with_the_last_session():
 
 
 def test_removed_account_cancels_its_subscriptions():
-    """When an account is removed (XEP-0077) while its roster is in memory, each
-    contact is told as if the item had been removed: bob gets unavailable,
-    unsubscribe and unsubscribed, and his item for alice drops to 'none'."""
+    """When an account is removed while its user is online, each contact is told
+    as if the item had been removed: bob gets unavailable, unsubscribe and
+    unsubscribed, and his item for alice drops to 'none'; alice's session is
+    closed with <not-authorized/> and her account and roster are gone."""
+    from fedxmpp.im.accounts import remove_account
     from tests.unit.im.world import presences
 
     w = World()
     for owner, contact in (("alice", "bob@example.test"), ("bob", "alice@example.test")):
         w.storage.roster.rosters.setdefault((owner, "example.test"), {})[contact] = \
             RosterItem(contact, None, "both", False, False, ())
-    w.online("alice@example.test/a")
+    a = w.online("alice@example.test/a")
     b = w.online("bob@example.test/b")
     b.sent.clear()
-    w.hooks.fire("account/removed", JID.parse("alice@example.test"))
+    alice = JID.parse("alice@example.test")
+    done = Deferred.fromCoroutine(remove_account(w.ctx, alice, reason="test"))
+    assert done.called
     assert sorted(presences(b)) == [("alice@example.test", "unsubscribe"), ("alice@example.test", "unsubscribed"),
                                     ("alice@example.test/a", "unavailable")]
     assert w.item("bob", "alice@example.test").subscription == "none"
-    assert w.im.roster.cached(JID.parse("alice@example.test")) is None
+    assert w.im.roster.cached(alice) is None
+    assert ("alice", "example.test") not in w.storage.accounts.accounts
+    assert [e.condition for e in a.closed_with if e is not None] == ["not-authorized"]
+
+
+def test_removed_offline_account_tells_its_contacts():
+    """An account removed while its user is offline (roster not in memory) still
+    has its contacts told: the roster is read from storage before it goes."""
+    from fedxmpp.im.accounts import remove_account
+    from tests.unit.im.world import presences
+
+    w = World()
+    for owner, contact in (("alice", "bob@example.test"), ("bob", "alice@example.test")):
+        w.storage.roster.rosters.setdefault((owner, "example.test"), {})[contact] = \
+            RosterItem(contact, None, "both", False, False, ())
+    b = w.online("bob@example.test/b")
+    b.sent.clear()
+    Deferred.fromCoroutine(remove_account(w.ctx, JID.parse("alice@example.test"), reason="test"))
+    assert sorted(presences(b)) == [("alice@example.test", "unsubscribe"), ("alice@example.test", "unsubscribed")]
+    assert w.item("bob", "alice@example.test").subscription == "none"
