@@ -16,6 +16,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from fedxmpp import features
+from fedxmpp.admin import server as admin_server
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
@@ -93,6 +94,10 @@ class FedXmpp(MultiService):
             raise StartupError(f"{self.config.source}: storage.url: {e}") from None
         self.c2s.accounts = self.storage.accounts
         self.features.storage = self.storage
+        try:
+            self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self.features))
+        except admin_server.AdminSocketInUse as e:
+            raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
             for description in getattr(self.config.c2s, key):

@@ -23,6 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, NoReturn, Sequence, TypeVar
 
+from fedxmpp.admin import client as admin_client
+from fedxmpp.admin.commands import BadRequest, RemoveAccount, UnknownAccount
 from fedxmpp.config import Config, ConfigError, load
 from fedxmpp.storage import AccountStore, open_storage
 from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
@@ -99,7 +101,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_argument("jid", metavar="JID", help="the account's address, user@domain")
     password_options(sub)
 
-    sub = command("deluser", cmd_deluser, "delete an account and its credentials")
+    sub = command("deluser", cmd_deluser, "delete an account with everything stored for it; a running "
+                  "server ends its sessions and tells its contacts")
     sub.add_argument("jid", metavar="JID")
 
     sub = command("passwd", cmd_passwd, "set an account's password")
@@ -143,10 +146,32 @@ def cmd_adduser(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_deluser(cfg: Config, args: argparse.Namespace) -> int:
+    """Through the running server when there is one (it ends the account's sessions
+    and tells its contacts), else straight in the database."""
     user, domain = _account(args.jid, cfg, hosted=False)
-    _with_accounts(cfg, lambda accounts: accounts.delete(user, domain))
-    print(f"deleted {user}@{domain}")
+
+    async def work(reactor: Any) -> str:
+        try:
+            answer = await admin_client.call(reactor, cfg.server.admin_socket, RemoveAccount, jid=f"{user}@{domain}")
+        except admin_client.ServerNotRunning:
+            storage = await open_storage(cfg, reactor)
+            try:
+                await storage.accounts.delete(user, domain)
+            finally:
+                storage.close()
+            return f"deleted {user}@{domain}"
+        except (UnknownAccount, BadRequest, admin_client.AdminSocketError) as e:
+            raise CommandError(_text(e)) from None
+        return f"deleted {user}@{domain}; the running server ended its {answer['sessions']} session(s)"
+
+    print(run_async(work))
     return 0
+
+
+def _text(error: Exception) -> str:
+    """An AMP error's description (bytes on the wire) as text."""
+    arg = error.args[0] if error.args else ""
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
 def cmd_passwd(cfg: Config, args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ def default_data_dir() -> Path:
 class ServerConfig:
     domains: tuple[str, ...] = ("localhost",)
     data_dir: Path = field(default_factory=default_data_dir)
+    # The local admin socket (UNIX, mode 0600) through which the fedxmpp command
+    # reaches a running server.  Empty means "<data_dir>/admin.sock", filled in by load().
+    admin_socket: Path = Path()
 
 
 @dataclass(frozen=True)
@@ -625,9 +628,23 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 def _derive(cfg: Config) -> Config:
     """Fill in values that default relative to data_dir."""
     data_dir = cfg.server.data_dir
-    storage, tls = cfg.storage, cfg.tls
+    storage, tls, server = cfg.storage, cfg.tls, cfg.server
+    if server.admin_socket == Path():
+        server = dataclasses.replace(server, admin_socket=data_dir / "admin.sock")
+    _check_socket_path(cfg.source, server.admin_socket)
     if not storage.url:
         storage = dataclasses.replace(storage, url=f"sqlite:///{data_dir / 'fedxmpp.sqlite3'}")
     if tls.certificates == Path():
         tls = dataclasses.replace(tls, certificates=data_dir / "certs")
-    return dataclasses.replace(cfg, storage=storage, tls=tls)
+    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls)
+
+
+# sun_path holds 108 bytes on Linux, 104 on the BSDs and macOS, with a final NUL.
+MAX_SOCKET_PATH = 103
+
+
+def _check_socket_path(source: str, path: Path) -> None:
+    length = len(os.fsencode(path))
+    if length > MAX_SOCKET_PATH:
+        raise ConfigError(f"{source}: server.admin_socket: {str(path)!r} is {length} bytes long; a UNIX socket "
+                          f"path may have at most {MAX_SOCKET_PATH} (set a shorter server.admin_socket)")

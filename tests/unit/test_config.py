@@ -72,3 +72,23 @@ def test_missing_file_is_reported(tmp_path):
     """A config path that does not exist is a ConfigError, not a traceback."""
     with pytest.raises(ConfigError, match="file not found"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_admin_socket_defaults_into_the_data_dir_and_may_be_moved(tmp_path):
+    """server.admin_socket is <data_dir>/admin.sock unless set, relative to the file when set."""
+    cfg = config.load(write(tmp_path, '[server]\ndata_dir = "data"\n'))
+    assert cfg.server.admin_socket == tmp_path / "data" / "admin.sock"
+    cfg = config.load(write(tmp_path, '[server]\nadmin_socket = "run/fedxmpp.sock"\n'))
+    assert cfg.server.admin_socket == tmp_path / "run" / "fedxmpp.sock"
+
+
+def test_admin_socket_path_too_long_for_a_unix_socket(tmp_path):
+    """A socket path longer than sun_path allows is one line naming the key, at load
+    (not a traceback when the server binds it)."""
+    deep = "d" * 120
+    path = write(tmp_path, f'[server]\ndata_dir = "{deep}"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: server.admin_socket: ") and "\n" not in message
+    assert "at most 103" in message

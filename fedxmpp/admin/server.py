@@ -1,0 +1,71 @@
+"""The server's side of the admin socket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from fedxmpp.admin.commands import BadRequest, RemoveAccount, UnknownAccount
+from fedxmpp.im.accounts import remove_account
+from fedxmpp.storage import NoSuchAccount
+from fedxmpp.xml.jid import JID, InvalidJID
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fedxmpp.features.context import FeatureContext
+
+log = Logger()
+
+
+class AdminSocketInUse(Exception):
+    """Another process holds the admin socket (the message is for the operator)."""
+
+
+class AdminProtocol(amp.AMP):
+    """One connection of the fedxmpp command."""
+
+    def __init__(self, ctx: FeatureContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    @RemoveAccount.responder
+    def remove_account(self, jid: str) -> Deferred[dict[str, Any]]:
+        return Deferred.fromCoroutine(self._remove_account(jid))
+
+    async def _remove_account(self, jid: str) -> dict[str, Any]:
+        user = self._account(jid)
+        sessions = len(self.ctx.sessions.resources(user))
+        try:
+            await remove_account(self.ctx, user, reason="fedxmpp deluser")
+        except NoSuchAccount:
+            raise UnknownAccount(f"no account {user.full()}") from None
+        return {"sessions": sessions}
+
+    def _account(self, jid: str) -> JID:
+        try:
+            user = JID.parse(jid)
+        except InvalidJID as e:
+            raise BadRequest(f"{jid!r} is not a valid address ({e})") from None
+        if user.user is None or user.resource is not None:
+            raise BadRequest(f"{jid!r} is not an account's address (user@domain)")
+        if user.host not in self.ctx.router.hosted:
+            raise BadRequest(f"{user.host} is not a domain of this server")
+        return user
+
+
+def listen(reactor: Any, path: Path, ctx: FeatureContext) -> Any:
+    """Listen on *path* (mode 0600).  A socket left behind by a server that died is
+    replaced; one that a running process holds raises :class:`AdminSocketInUse`."""
+    factory = Factory.forProtocol(lambda: AdminProtocol(ctx))
+    try:
+        return reactor.listenUNIX(str(path), factory, mode=0o600, wantPID=True)
+    except CannotListenError as e:
+        if "lock" in str(e.socketError):
+            raise AdminSocketInUse(f"{str(path)!r} belongs to another running server") from None
+        raise AdminSocketInUse(f"cannot listen on {str(path)!r}: {e.socketError}") from None
