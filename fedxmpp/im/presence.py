@@ -229,6 +229,10 @@ class Presence:
         if outcome.forward:
             for session in self.available(owner):
                 session.send(_readdressed(event.stanza, contact, owner))
+        if outcome.send_unavailable:
+            # §3.3.3: the contact who unsubscribed sees the user's resources go away.
+            for session in self.available(owner):
+                self._route_new(session.address, contact, "unavailable")
 
     # -- probes (§4.3.2) -----------------------------------------------------------------------
 

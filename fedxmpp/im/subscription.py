@@ -36,7 +36,9 @@ class Outcome:
     reply: str | None = None
     #: Send the presence of the user's available resources to the contact.
     send_presence: bool = False
-    #: Send unavailable presence from the user's available resources to the contact.
+    #: Send unavailable presence from the user's available resources to the contact:
+    #: the user's presence is no longer the contact's to see (§3.2.2 when the user
+    #: cancels the contact's subscription, §3.3.3 when the contact unsubscribes).
     send_unavailable: bool = False
 
 
@@ -110,7 +112,8 @@ def inbound(item: RosterItem | None, contact: str, kind: str) -> Outcome:
     if kind == "unsubscribe":
         if item is None or (sub not in ("from", "both") and not item.pending_in):
             return Outcome(item, False, False)
-        return _outcome(item, replace(item, subscription=_DROP_FROM[sub], pending_in=False), True)
+        return _outcome(item, replace(item, subscription=_DROP_FROM[sub], pending_in=False), True,
+                        send_unavailable=sub in ("from", "both"))
     if kind == "unsubscribed":
         if item is None or (sub not in ("to", "both") and not item.ask):
             return Outcome(item, False, False)

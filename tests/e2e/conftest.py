@@ -57,6 +57,9 @@ USERS: dict[str, str] = {
     "maria@example.test": "maria-secret",
     "toby@example.test": "toby-secret",
     "feste@example.test": "feste-secret",
+    # Archive discovery as clients do it (test_mam.py).
+    "valentine@example.test": "valentine-secret",
+    "curio@example.test": "curio-secret",
 }
 
 # The shared server's limits, small so that the limit tests send little.

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.e2e.conftest import USERS
-from tests.e2e.harness import CLIENT, SASL_NS, RawClient, logged_in, run, to_text
+from tests.e2e.harness import CLIENT, SASL_NS, RawClient, logged_in, run, stanza_error, to_text
 
 CAPS_NS = "http://jabber.org/protocol/caps"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -137,6 +137,28 @@ def test_version_time_ping_and_uptime(server):
             assert int(last["last_activity"]["seconds"]) >= 0
 
     run(scenario())
+
+
+def test_ping_without_to_and_to_own_bare_jid(server):
+    """XEP-0199 keepalives as libstrophe (profanity) sends them, without 'to', and a ping
+    to the user's own bare JID are handled by the server for the account (RFC 6120
+    §10.3.3) and answered with a result; another user's bare JID is not the server's
+    to answer (<service-unavailable/>)."""
+    with RawClient(server.port, server.cert_path()) as c:
+        jid = c.login("wendy", USERS["wendy@example.test"], "keepalive")
+        c.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        c.send("<iq type='get' id='p2' to='wendy@example.test'><ping xmlns='urn:xmpp:ping'/></iq>")
+        c.send("<iq type='get' id='p3' to='victor@example.test'><ping xmlns='urn:xmpp:ping'/></iq>")
+        replies = {}
+        while len(replies) < 3:
+            el = c.next_element()
+            if el.tag == f"{{{CLIENT}}}iq":
+                replies[el.get("id")] = el
+        for ident in ("p1", "p2"):
+            assert replies[ident].get("type") == "result", to_text(replies[ident])
+            assert replies[ident].get("from") in (None, "wendy@example.test"), to_text(replies[ident])
+            assert replies[ident].get("to") == jid
+        assert stanza_error(replies["p3"]) == "service-unavailable", to_text(replies["p3"])
 
 
 def test_private_xml_storage(server):

@@ -97,3 +97,63 @@ def test_paging_through_a_hundred_messages(server):
             assert first is not None and first.get("index") == "0"
 
     run(scenario(), timeout=90)
+
+
+VALENTINE, CURIO = "valentine@example.test", "curio@example.test"
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+
+
+def test_archive_discovery_and_query_as_clients_do_it(server):
+    """XEP-0313 §6: the archive is at the user's bare JID, and that is where its
+    features are listed — disco#info to the own bare JID, or without 'to' (the same
+    account, RFC 6120 §10.3.3): mam:2, mam:2#extended and XEP-0359 stanza ids.  The
+    domain hosts no archive and lists none (as Prosody).  Then slixmpp's own XEP-0313
+    plugin finds the messages, and so does a query shaped like profanity's (no 'to',
+    'start' with microseconds and a numeric offset, an empty RSM <before/>)."""
+    async def scenario():
+        from datetime import datetime, timedelta, timezone
+
+        from slixmpp import JID
+        async with logged_in(server, f"{VALENTINE}/v", USERS[VALENTINE]) as valentine, \
+                logged_in(server, f"{CURIO}/c", USERS[CURIO]) as curio:
+            for name in ("xep_0030", "xep_0059", "xep_0313"):
+                valentine.xmpp.register_plugin(name)
+            disco = valentine.xmpp.plugin["xep_0030"]
+            wanted = {MAM, f"{MAM}#extended", SID}
+            own = await disco.get_info(jid=VALENTINE, timeout=IO_TIMEOUT)
+            assert wanted <= set(own["disco_info"]["features"])
+            iq = valentine.xmpp.make_iq_get(queryxmlns=DISCO_INFO)
+            no_to = await iq.send(timeout=IO_TIMEOUT)
+            assert no_to["from"].full in ("", VALENTINE), no_to
+            listed = {f.get("var") for f in no_to.xml.iter(f"{{{DISCO_INFO}}}feature")}
+            assert wanted <= listed
+            domain = await disco.get_info(jid="example.test", timeout=IO_TIMEOUT)
+            assert MAM not in domain["disco_info"]["features"]
+
+            since = datetime.now(timezone.utc) - timedelta(minutes=5)
+            await valentine.available()
+            for n in range(3):
+                curio.xmpp.send_message(mto=VALENTINE, mbody=f"history {n}", mtype="chat")
+            assert [(await valentine.next_message())["body"] for _ in range(3)] == [f"history {n}" for n in range(3)]
+
+            answer = await valentine.xmpp.plugin["xep_0313"].retrieve(with_jid=JID(CURIO), rsm={"max": 10},
+                                                                      timeout=IO_TIMEOUT)
+            assert answer["type"] == "result"
+            bodies = [m["mam_result"]["forwarded"]["stanza"]["body"] for m in answer["mam"]["results"]]
+            assert bodies == [f"history {n}" for n in range(3)]
+
+            got = collect_results(valentine)
+            iq = valentine.xmpp.make_iq_set()
+            iq.xml.append(ET.fromstring(
+                f"<query xmlns='{MAM}'><x xmlns='jabber:x:data' type='submit'>"
+                f"<field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>"
+                f"<field var='with'><value>{CURIO}</value></field>"
+                f"<field var='start'><value>{since.strftime('%Y-%m-%dT%H:%M:%S.%f+00:00')}</value></field>"
+                f"</x><set xmlns='{RSM}'><max>10</max><before></before></set></query>"))
+            answer = await iq.send(timeout=IO_TIMEOUT)
+            fin = answer.xml.find(f"{{{MAM}}}fin")
+            assert fin is not None and fin.get("complete") == "true", ET.tostring(answer.xml)
+            assert [r.findtext(f"{{{FORWARD}}}forwarded/{{{CLIENT}}}message/{{{CLIENT}}}body") for r in got] \
+                == [f"history {n}" for n in range(3)]
+
+    run(scenario())

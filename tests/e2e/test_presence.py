@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.e2e.conftest import USERS
-from tests.e2e.harness import kill, logged_in, login, run
-from tests.e2e.im import Presences, befriend, delay_of, manual_subscriptions
+from tests.e2e.harness import IO_TIMEOUT, kill, logged_in, login, run
+from tests.e2e.im import Presences, befriend, delay_of, manual_subscriptions, server_roster
 
 MERCUTIO, BENVOLIO = "mercutio@example.test", "benvolio@example.test"
 PARIS, ROSALINE = "paris@example.test", "rosaline@example.test"
@@ -69,5 +71,38 @@ def test_bare_jid_messages_follow_priority(server):
             assert delay_of(stored) is not None
             await desk.barrier()
             assert desk.messages.empty()
+
+    run(scenario())
+
+
+SAMPSON, GREGORY = "sampson@example.test", "gregory@example.test"
+
+
+def test_unsubscribe_takes_the_contacts_presence_away(server):
+    """RFC 6121 §3.3.3: sampson and gregory are subscribed both ways and both online
+    (gregory with two resources); sampson unsubscribes from gregory's presence and gets
+    unavailable from each of gregory's resources, while gregory is told and keeps
+    seeing sampson (his own subscription is untouched)."""
+    async def scenario():
+        async with logged_in(server, f"{SAMPSON}/s", USERS[SAMPSON]) as s, \
+                logged_in(server, f"{GREGORY}/g1", USERS[GREGORY]) as g1:
+            manual_subscriptions(s, g1)
+            ps, pg1 = Presences(s), Presences(g1)
+            await s.available()
+            await g1.available()
+            await befriend(s, ps, g1, pg1)
+            async with logged_in(server, f"{GREGORY}/g2", USERS[GREGORY]) as g2:
+                await g2.available()
+                await ps.expect(f"{GREGORY}/g2", "available")
+                s.xmpp.send_presence(pto=GREGORY, ptype="unsubscribe")
+                await pg1.expect(SAMPSON, "unsubscribe")
+                gone = set()
+                while len(gone) < 2:  # in whichever order the server sends them
+                    p = await asyncio.wait_for(ps.queue.get(), IO_TIMEOUT)
+                    if p["type"] == "unavailable" and p["from"].bare == GREGORY:
+                        gone.add(p["from"].full)
+                assert gone == {f"{GREGORY}/g1", f"{GREGORY}/g2"}
+                assert (await server_roster(s))[GREGORY] == ("from", None)
+                assert (await server_roster(g1))[SAMPSON] == ("to", None)
 
     run(scenario())

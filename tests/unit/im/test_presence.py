@@ -197,6 +197,38 @@ def test_subscription_to_remote_contact_goes_through_the_router():
     assert presences(a) == [("romeo@remote.test", "subscribed")]
 
 
+def test_unsubscribe_takes_the_contacts_presence_away():
+    """RFC 6121 §3.3.3: alice ('both' with bob) unsubscribes from bob; bob's server
+    delivers the unsubscribe, pushes his roster, and sends alice unavailable from each
+    of bob's available resources, so her client no longer shows him online."""
+    w = World()
+    both(w, A, B)
+    a = w.online(f"{A}/a")
+    b1 = w.online(f"{B}/b1")
+    b2 = w.online(f"{B}/b2")
+    for s in (a, b1, b2):
+        s.sent.clear()
+    w.presence(a, to=B, type="unsubscribe")
+    assert pushes(a) == [(B, "from", None)]
+    assert presences(b1) == presences(b2) == [(A, "unsubscribe")]
+    assert pushes(b1) == pushes(b2) == [(A, "to", None)]
+    assert sorted(presences(a)) == [(f"{B}/b1", "unavailable"), (f"{B}/b2", "unavailable")]
+    assert w.item("alice", B).subscription == "from" and w.item("bob", A).subscription == "to"
+
+
+def test_unsubscribe_from_a_remote_contact_gets_unavailable_routed_back():
+    """§3.3.3 towards another server: romeo (remote, subscribed to alice's presence)
+    unsubscribes; unavailable from alice's available resource is routed to him."""
+    w = World()
+    w.storage.roster.rosters[("alice", "example.test")] = {
+        "romeo@remote.test": RosterItem("romeo@remote.test", None, "from", False, False, ())}
+    w.online(f"{A}/a")
+    remote_sent(w)
+    w.inbound("romeo@remote.test", A, "unsubscribe")
+    assert remote_sent(w) == [("presence", "unavailable", f"{A}/a", "romeo@remote.test")]
+    assert w.item("alice", "romeo@remote.test").subscription == "none"
+
+
 def test_priority_is_honoured():
     """<priority/> sets the resource's priority (clamped to -128..127); a missing or
     malformed one means 0."""

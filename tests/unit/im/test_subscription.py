@@ -115,6 +115,16 @@ def test_approval_sends_presence_and_cancellation_sends_unavailable():
     assert not outbound(state("in-only"), C, "unsubscribed").send_unavailable
 
 
+@pytest.mark.parametrize("before,sends", [("from", True), ("both", True), ("from+out", True),
+                                          ("to+in", False), ("in-only", False), ("to", False)])
+def test_inbound_unsubscribe_sends_unavailable_where_presence_was_shared(before, sends):
+    """§3.3.3: when a contact who had a subscription to the user's presence ('from' or
+    'both' in the user's roster) unsubscribes, the user's server sends the contact
+    unavailable from the user's resources; cancelling a mere pending request shared
+    no presence, so there is nothing to take back."""
+    assert inbound(state(before), C, "unsubscribe").send_unavailable is sends
+
+
 def test_pending_only_rows_are_hidden_until_acted_on():
     """A request from a stranger is remembered in a row the user does not see;
     answering it or asking back makes the row a real roster item."""
