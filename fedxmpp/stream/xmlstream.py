@@ -97,6 +97,9 @@ class ServerStream(Protocol):
         self._abort_call = None
         self._paused = False
         self._unread_bytes = 0
+        # Called once, just before our stream error or closing tag: the last
+        # words of the layer above (XEP-0198's final <a h/>).
+        self.before_close: Callable[[], None] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -178,6 +181,7 @@ class ServerStream(Protocol):
         self.close_reason = error.condition
         if not self.header_sent:
             self._send_header(self.domain)
+        self._last_words()
         self.send(error.to_element())
         self.close()
 
@@ -187,6 +191,7 @@ class ServerStream(Protocol):
             return
         if self.close_reason is None:
             self.close_reason = "local"
+        self._last_words()
         self.write("</stream:stream>")
         self.closed = True
         if self._parser is not None:
@@ -197,6 +202,11 @@ class ServerStream(Protocol):
         self.transport.loseConnection()
         # A TLS close waits for the peer's close_notify, which a peer may never send.
         self._abort_call = self.clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
+
+    def _last_words(self) -> None:
+        before, self.before_close = self.before_close, None
+        if before is not None and self.header_sent:
+            before()
 
     # -- parser callbacks ---------------------------------------------------------
 
