@@ -7,13 +7,17 @@ friends, :mod:`fedxmpp.config`).
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def seconds(self) -> float: ...
 
 
 class TokenBucket:
     """*rate* bytes per second, up to *burst* bytes at once."""
 
-    def __init__(self, rate: float, burst: float, clock: IReactorTime) -> None:
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
         self.rate = rate
         self.burst = burst
         self.clock = clock
@@ -29,6 +33,6 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
-def shaper(rate: float, burst: float, clock: IReactorTime) -> TokenBucket | None:
+def shaper(rate: float, burst: float, clock: Clock) -> TokenBucket | None:
     """A bucket for one connection, or None when *rate* is 0 (not shaped)."""
     return TokenBucket(rate, burst, clock) if rate > 0 else None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import os
 from contextvars import ContextVar
-from typing import Callable, Protocol as TypingProtocol
+from typing import Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet import interfaces
 from twisted.internet.protocol import Protocol
@@ -132,8 +132,8 @@ class ServerStream(Protocol):
         self._holds: set[object] = set()
         # The streams held because they fed us while our send buffer was full.
         self._waiting: set[ServerStream] = set()
-        self._stall_call = None
-        self._shaper_call = None
+        self._stall_call: Any = None
+        self._shaper_call: Any = None
         # Called once, just before our stream error or closing tag: the last
         # words of the layer above (XEP-0198's final <a h/>).
         self.before_close: Callable[[], None] | None = None
