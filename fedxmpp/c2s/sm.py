@@ -246,6 +246,9 @@ class ManagedSession:
         self.acked = 0
         #: Sent and not acknowledged, oldest first: stanza number acked+1 is queue[0].
         self.queue: deque[domish.Element] = deque()
+        #: How many of the newest in the queue were never written to a stream
+        #: (queued while hibernating, or after the stream had closed).
+        self.unwritten = 0
         self.hibernating = False
         #: Over: nothing is queued any more (overflow, or the session finished).
         self.closed = False
@@ -271,7 +274,8 @@ class ManagedSession:
         if len(self.queue) > self.max_queue:
             self._overflow()
             return
-        if self.hibernating:
+        if self.hibernating or self.session.stream.closed:
+            self.unwritten += 1
             return
         self.session.stream.send(stanza)
         if self._awaiting_ack:
@@ -315,6 +319,7 @@ class ManagedSession:
         for _ in range((h - self.acked) & MASK):
             self.queue.popleft()
         self.acked = h
+        self.unwritten = min(self.unwritten, len(self.queue))
 
     def _request_ack(self) -> None:
         self._cancel_ack_call()
@@ -417,6 +422,7 @@ class ManagedSession:
         stream.send(resumed)
         for stanza in self.queue:
             stream.send(stanza)
+        self.unwritten = 0
         self._awaiting_ack = False
         self._since_request = 0
         # XEP-0352 §5: a resumed stream starts active; what was held (all newer
@@ -456,8 +462,10 @@ class ManagedSession:
 
     def _drain(self, *, closed_by_client: bool = False) -> None:
         queue, self.queue = self.queue, deque()
-        for stanza in queue:
-            self.manager.undelivered(self.session, stanza, closed_by_client=closed_by_client)
+        # Only what reached the stream before it closed can have been seen.
+        written, self.unwritten = len(queue) - self.unwritten, 0
+        for i, stanza in enumerate(queue):
+            self.manager.undelivered(self.session, stanza, closed_by_client=closed_by_client and i < written)
 
 
 def archived_for(stanza: domish.Element, user: JID) -> bool:

@@ -4,6 +4,9 @@ and where unacknowledged stanzas go when a session never comes back."""
 from __future__ import annotations
 
 import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.words.xish import domish
 
 from fedxmpp.c2s.sm import MASK
 from fedxmpp.xml.errors import StreamError
@@ -427,7 +430,6 @@ def test_unanswered_ack_request_drops_the_connection_and_the_session_hibernates(
 def archived_message(frm: str, to: str, body: str, archive_id: str | None):
     """A message as delivery hands it to a session, with the recipient archive's
     stanza-id when *archive_id* is given (what XEP-0313 adds before delivery)."""
-    from twisted.words.xish import domish
     msg = domish.Element(("jabber:client", "message"))
     msg["from"], msg["to"], msg["type"] = frm, to, "chat"
     msg.addElement("body", content=body)
@@ -502,3 +504,31 @@ def test_dropped_connection_stores_every_unacked_message_archived_or_not():
     session.send(archived_message(f"{B}/desk", f"{A}/phone", "not archived", None))
     a.drop()
     assert w.offline_bodies("alice") == ["archived", "not archived"]
+
+
+def test_message_queued_after_the_client_closed_its_stream_is_still_stored():
+    """Between the client's </stream:stream> and the end of the connection nothing
+    more reaches the client: an archived message queued then was never seen, and
+    is stored, not counted as handled."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    session = w.session(a)
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "seen", "arch-1"))
+    a.send("</stream:stream>")
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "too late", "arch-2"))
+    a.stream.connectionLost(Failure(ConnectionDone()))
+    assert w.offline_bodies("alice") == ["too late"]
+
+
+def test_resumed_session_counts_resent_stanzas_as_written():
+    """What a hibernating session queued is written on resumption; a clean close
+    after that treats it like any other written stanza."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    a.drop()
+    w.session(a).send(archived_message(f"{B}/desk", f"{A}/phone", "while away", "arch-1"))
+    again = w.connect("alice")
+    again.resume(a.sm_id, 0)
+    assert again.bodies() == ["while away"]
+    again.close()
+    assert w.offline_bodies("alice") == []
