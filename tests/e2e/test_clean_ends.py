@@ -48,9 +48,7 @@ def read_bodies_until(client: RawClient, marker: str) -> list[str]:
 
 def reset(client: RawClient) -> None:
     """The connection breaks: a TCP reset, no closing tag."""
-    sock = client.t.sock if hasattr(client.t, "sock") else None
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.t.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.close()
 
 
