@@ -106,3 +106,27 @@ def test_flood_to_a_client_that_does_not_read_keeps_memory_bounded(own_server, l
     finally:
         for client in (flooder, sink, pinger):
             client.close()
+
+
+def test_two_clients_flooding_each_other_without_reading_do_not_deadlock(own_server):
+    """Two clients send to each other as fast as they can and read nothing: each is
+    held by the other's full buffer, so without a way out both would wait for ever.
+    The stall limit (here 2 s) closes one with <resource-constraint/> well before the
+    floods' deadline, and the server goes on serving a third user."""
+    server = own_server({"limits": {"c2s_rate": 0, "max_send_stall": 2.0}}, users=USERS)
+    flood, sink = raw_login(server, "flood"), raw_login(server, "sink")
+    pinger = raw_login(server, "pinger")
+    try:
+        deadline = time.monotonic() + 30.0
+        floods = [Flood(flood, sink.jid, deadline), Flood(sink, flood.jid, deadline)]
+        for f in floods:
+            f.start()
+        while all(f.is_alive() for f in floods) and time.monotonic() < deadline + 1:
+            assert pinger.ping_server("during").get("type") == "result"
+            time.sleep(0.1)
+        assert any(not f.is_alive() and not f.blocked for f in floods), "both floods were held to the deadline"
+        assert "while 1 senders waited" in server.log_text()
+        assert pinger.ping_server("after").get("type") == "result"
+    finally:
+        for client in (flood, sink, pinger):
+            client.close()
