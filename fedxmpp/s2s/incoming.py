@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from fedxmpp.s2s import dialback
+from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import PeerCheck, peer_chain
 from fedxmpp.xml import ns
@@ -359,7 +360,8 @@ class IncomingFactory(Factory):
         stream = S2SServerStream(IncomingHandler(self.ctx, self.outgoing), content_ns=ns.SERVER,
                                  limits=self.ctx.limits, clock=self.ctx.clock,
                                  negotiation_timeout=cfg.auth_timeout, idle_timeout=cfg.idle_timeout,
-                                 on_lost=self.streams.discard)
+                                 on_lost=self.streams.discard,
+                                 shaper=shaper(self.ctx.limits.s2s_rate, self.ctx.limits.s2s_burst, self.ctx.clock))
         stream.factory = self
         self.streams.add(stream)
         return stream
