@@ -79,12 +79,26 @@ _TAG_STOP = re.compile(rb"[<>]")
 _REF_STOP = re.compile(rb"[^0-9A-Za-z#._:\-\x80-\xff]")
 _NAME_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_:") | frozenset(range(0x80, 0x100))
 _XML_SPACE = " \t\r\n"
+_XML_SPACE_BYTES = b" \t\r\n"
 # Encodings expat would be told to read as UTF-8 although they are not.
 _FOREIGN_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00<", b"<\x00")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_BOMS = (_UTF8_BOM, *_FOREIGN_BOMS)
 
 
 def _parse_nothing(data: bytes) -> int:
     return 1
+
+
+def _cannot_open_stream(first: bytes) -> bool:
+    """True when the first bytes of a stream already show it is not XML: a TLS
+    ClientHello sent to the STARTTLS port, an HTTP request.  A document begins with
+    an optional byte order mark and whitespace, then '<' (XML 1.0 §2.1, §4.3.3);
+    expat itself may wait for more bytes before refusing e.g. ``SSH-2.0``."""
+    if any(len(first) < len(bom) and bom.startswith(first) for bom in _BOMS):
+        return False  # too early to tell
+    rest = first.removeprefix(_UTF8_BOM).lstrip(_XML_SPACE_BYTES)
+    return bool(rest) and not rest.startswith(b"<")
 
 
 class _Stop(Exception):
@@ -181,7 +195,8 @@ class StreamParser:
                     self._push(data)  # the usual case: whole stanzas
                     return
                 pending += data
-                if b">" not in data and len(pending) < max(CHUNK, self._held):
+                if (b">" not in data and len(pending) < max(CHUNK, self._held)
+                        and not (self._fed == 0 and _cannot_open_stream(pending))):
                     return
             else:
                 pending += data
@@ -217,8 +232,11 @@ class StreamParser:
 
     def _push(self, data: bytes) -> None:
         """Hand *data* to expat in pieces no stanza can overflow unnoticed."""
-        if self._fed == 0 and data.startswith(_FOREIGN_BOMS):
-            raise StreamError("unsupported-encoding", "XMPP streams are UTF-8 (RFC 6120 §11.6)")
+        if self._fed == 0:
+            if data.startswith(_FOREIGN_BOMS):
+                raise StreamError("unsupported-encoding", "XMPP streams are UTF-8 (RFC 6120 §11.6)")
+            if _cannot_open_stream(data):
+                raise StreamError("not-well-formed", "this is not an XML stream")
         n = len(data)
         pos = 0
         while pos < n:

@@ -341,6 +341,22 @@ def presented_fingerprint(port: int, cafile: Path, server_name: str = DOMAIN) ->
             return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
 
 
+def tls_client_hello(server_name: str = DOMAIN, *, without: bytes = b">", tries: int = 200) -> bytes:
+    """The first flight of a real TLS client (stdlib ssl), as a client that tries direct
+    TLS first sends it.  Its random fields vary, so one without the byte *without* is
+    picked: a ClientHello without '>' is the case a stream parser cannot refuse by
+    waiting for the end of a tag."""
+    for _ in range(tries):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname=server_name)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        if without not in hello:
+            return hello
+    raise HarnessError(f"no ClientHello without {without!r} in {tries} tries")
+
+
 # -- a raw client ---------------------------------------------------------------------------------
 
 
@@ -832,16 +848,16 @@ async def close_slixmpp(xmpp: Any, timeout: float = 5.0) -> None:
             xmpp.abort()
 
 
-def make_xmpp(jid: str, password: str, cafile: Path, *, mech: str | None = None, direct_tls: bool = False,
+def make_xmpp(jid: str, password: str, cafile: Path, *, mech: str | None = None,
               max_tls: ssl.TLSVersion | None = None) -> Any:
     import slixmpp
 
     xmpp = slixmpp.ClientXMPP(jid, password, sasl_mech=mech)
     xmpp.ssl_context = tls_context(cafile, max_version=max_tls)
-    # The port decides: only the transport the test asks for, never a fallback.
-    xmpp.enable_direct_tls = direct_tls
-    xmpp.enable_starttls = not direct_tls
-    xmpp.enable_plaintext = False
+    # slixmpp's default connect behaviour, as every slixmpp client out there has it:
+    # direct TLS first on the port it is given, then STARTTLS on the same port
+    # (slixmpp >= 1.10).  The port the test picks decides which one succeeds.
+    assert xmpp.enable_direct_tls and xmpp.enable_starttls and not xmpp.enable_plaintext
     xmpp.use_aiodns = False
     xmpp.whitespace_keepalive = False
     xmpp.register_plugin("xep_0199", {"keepalive": False})
@@ -858,7 +874,7 @@ async def login(server: ServerProcess, jid: str, password: str, *, mech: str | N
     """
     domain = jid.split("/", 1)[0].rsplit("@", 1)[-1]
     cafile = server.cert_path(domain)
-    xmpp = make_xmpp(jid, password, cafile, mech=mech, direct_tls=direct_tls, max_tls=max_tls)
+    xmpp = make_xmpp(jid, password, cafile, mech=mech, max_tls=max_tls)
     for name, plugin_config in (plugins or {}).items():
         xmpp.register_plugin(name, plugin_config)
     loop = asyncio.get_running_loop()
@@ -873,7 +889,11 @@ async def login(server: ServerProcess, jid: str, password: str, *, mech: str | N
     xmpp.add_event_handler("session_start", lambda _e: settle(None))
     xmpp.add_event_handler("failed_auth", lambda s: conditions.append(s["condition"]))
     xmpp.add_event_handler("failed_all_auth", lambda _e: settle("all SASL mechanisms failed"))
-    xmpp.add_event_handler("connection_failed", lambda e: settle(f"connection failed: {e}"))
+    # One attempt failing is not the end: on the STARTTLS port the direct TLS attempt
+    # fails first.  slixmpp announces a reconnect_delay once every way has failed.
+    attempts: list[str] = []
+    xmpp.add_event_handler("connection_failed", lambda e: attempts.append(str(e)))
+    xmpp.add_event_handler("reconnect_delay", lambda _e: settle(f"every connection attempt failed: {attempts}"))
     xmpp.add_event_handler("ssl_invalid_chain", lambda e: settle(f"certificate not trusted: {e}"))
     xmpp.add_event_handler("message", client.messages.put_nowait)
     xmpp.add_event_handler("stream_error", client.stream_errors.put_nowait)

@@ -11,7 +11,8 @@ import pytest
 
 from tests.e2e.conftest import MAX_DEPTH, MAX_STANZA_SIZE, USERS
 from tests.e2e.harness import (
-    CLIENT, SASL_NS, RawClient, expect_stream_error, logged_in, run, sasl_condition, stream_error, to_text,
+    CLIENT, SASL_NS, STREAMS, RawClient, expect_stream_error, logged_in, run, sasl_condition, stream_error,
+    tls_client_hello, to_text,
 )
 
 SENTINEL = "heidi@example.test/sentinel"
@@ -102,6 +103,8 @@ CASES: dict[str, Case] = {
     "stanza-before-tls": Case(_plain, lambda c: c.header() + _to_sentinel("<body>cleartext</body>"),
                               frozenset({"not-authorized", "policy-violation"})),
     "stanza-before-auth": Case(_after_tls, _to_sentinel("<body>no auth</body>"), frozenset({"not-authorized"})),
+    "http-request-instead-of-header": Case(_plain, "GET / HTTP/1.1\r\nHost: example.test\r\n\r\n",
+                                           frozenset({"not-well-formed"})),
 }
 
 
@@ -132,6 +135,20 @@ def test_bad_input(server, sentinel, name):
         got = expect_stream_error(c)
         assert stream_error(got) in case.expected, f"{name}: {c._describe()}"
         assert got.closing_tag, f"{name}: no </stream:stream> after the stream error"
+    _check_still_serving(server, sentinel)
+
+
+def test_tls_client_hello_on_starttls_port(server, sentinel):
+    """A client that tries direct TLS first (slixmpp >= 1.10 does, on whatever port it is
+    given) sends a ClientHello to the STARTTLS port.  RFC 6120 §4.9.1.1: it gets our stream
+    header, <not-well-formed/>, </stream:stream> and the TCP close on that read, not after
+    a timeout, so that it can fall back to STARTTLS at once."""
+    with _plain(server) as c:
+        c.send(tls_client_hello())
+        got = c.read_until_closed(timeout=5.0)
+        assert got.header is not None and got.header.tag == f"{{{STREAMS}}}stream", c._describe()
+        assert stream_error(got) == "not-well-formed", c._describe()
+        assert got.closing_tag and got.eof, c._describe()
     _check_still_serving(server, sentinel)
 
 

@@ -33,6 +33,21 @@ def test_slixmpp_login(server, mech, transport):
     server.wait_log(rf"Authenticated judy@example\.test with {mech}\b")
 
 
+def test_slixmpp_default_connect_to_the_starttls_port(server):
+    """slixmpp with its default connect behaviour, given host and the STARTTLS port, first
+    tries direct TLS there; our immediate <not-well-formed/> and close let it fall back to
+    STARTTLS and log in within the login bound, every time (its ClientHello varies, so
+    several logins; one that waited for a parser buffer to fill would hang)."""
+    async def scenario():
+        for n in range(4):
+            async with logged_in(server, f"judy@example.test/default-{n}", USERS["judy@example.test"]) as c:
+                assert c.xmpp.enable_direct_tls and c.xmpp.enable_starttls
+                await c.barrier()
+
+    run(scenario())
+    server.wait_log(r"Stream error not-well-formed on -")
+
+
 def test_slixmpp_login_non_ascii_password(server):
     """A password with non-ASCII letters, a symbol and spaces works through SASLprep/PRECIS
     with both SCRAM (hashed on both sides) and PLAIN (compared by the server)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.words.xish import domish
@@ -83,6 +85,25 @@ def test_unknown_host_gets_header_then_error_then_close():
     assert "<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
     assert out.endswith("</stream:stream>")
     assert transport.disconnecting
+
+
+# A TLS ClientHello's first bytes, without a '>': a client trying direct TLS on the STARTTLS port.
+CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(0x80, 0xc0))
+
+
+@pytest.mark.parametrize("first", [CLIENT_HELLO, b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n"])
+def test_not_a_stream_header_is_answered_and_closed_at_once(first):
+    """RFC 6120 §4.9.1.1: bytes that cannot begin a stream get our header, <not-well-formed/>
+    and our closing tag on the read that brought them, and the TCP connection is closed:
+    a client that tries direct TLS first then falls back to STARTTLS without waiting."""
+    stream, handler, transport, _ = connect()
+    stream.dataReceived(first)
+    out = sent(transport)
+    assert out.startswith("<?xml version='1.0'?><stream:stream ")
+    assert "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
+    assert out.endswith("</stream:stream>")
+    assert transport.disconnecting
+    assert stream.close_reason == "not-well-formed"
 
 
 def test_wrong_namespace_and_version():

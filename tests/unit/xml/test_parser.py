@@ -318,6 +318,40 @@ def test_not_well_formed(doc: bytes) -> None:
     assert error_of(doc + b">", 1).condition == "not-well-formed"
 
 
+# The first bytes of a TLS 1.3 ClientHello (record header, handshake header, version,
+# random...): what a client that tries direct TLS first sends to the STARTTLS port.
+# None of it is '>', so nothing in it could finish an XML token.
+CLIENT_HELLO = (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(0x40, 0x60))
+                + b"\x20" + bytes(range(0x80, 0xa0)) + b"\x00\x3a\x13\x02\x13\x03\x13\x01\xc0\x2c")
+
+
+@pytest.mark.parametrize("first", [
+    CLIENT_HELLO,
+    b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    b"\r\n  \t" + b"SSH-2.0-OpenSSH_9.2",
+    b"\xef\xbb\xbf" + b"GET / HTTP/1.1",
+])
+def test_not_xml_at_all_is_refused_at_once(first: bytes) -> None:
+    """RFC 6120 §4.9.1.1: a stream whose first bytes cannot begin XML is not-well-formed
+    on the read that brings them, not after a buffer's worth of bytes has piled up."""
+    assert b">" not in first
+    parser, rec = make()
+    with pytest.raises(StreamError) as info:
+        parser.feed(first)
+    assert info.value.condition == "not-well-formed"
+    assert rec.root is None
+
+
+@pytest.mark.parametrize("start", [HEADER, b"\xef\xbb\xbf" + HEADER, b"\r\n " + BARE_HEADER,
+                                   b"\xef\xbb\xbf\n" + BARE_HEADER])
+def test_stream_header_dripped_after_space_or_bom_still_parses(start: bytes) -> None:
+    """What may begin an XML document (a UTF-8 BOM, whitespace, a '<') is not judged
+    early, however slowly it arrives."""
+    parser, rec = make()
+    feed_in(parser, start, 1)
+    assert rec.root is not None and rec.root.name == "stream"
+
+
 @pytest.mark.parametrize("text", [b"hello", b"<![CDATA[x]]>", "\u00a0".encode(), b"&amp;"])
 def test_text_between_stanzas(text: bytes) -> None:
     """Non-whitespace text directly inside the stream root is bad-format."""
