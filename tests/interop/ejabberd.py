@@ -65,7 +65,8 @@ class EjabberdProcess:
         self.inetrc = root / "inetrc"
         # ejabberd looks SRV records up with Erlang's resolver, which asks only the test
         # DNS; but it resolves their targets with the system's getaddrinfo, so the
-        # targets of the records it follows must be names the system knows (localhost).
+        # targets of the records it follows must be names the system knows, or
+        # address literals.
         self.inetrc.write_text(f"{{lookup, [file, dns]}}.\n{{resolv_conf, \"\"}}.\n"
                                f"{{nameserver, {{127,0,0,1}}, {dns_port}}}.\n")
         pems = []

@@ -6,9 +6,9 @@ The world, shared by the module:
   Erlang node, no epmd) serves ``ejb.test``, with a certificate from the test CA
   and no dialback, so it authenticates peers only with SASL EXTERNAL over
   certificates that verify; and ``ejb2.test``, self-signed, with dialback;
-* fedxmpp "fed" serves ``fed.test`` (test CA) and ``fed2.test``
+* fedxmpp "fed" on 127.0.0.7 serves ``fed.test`` (test CA) and ``fed2.test``
   (self-signed), with verification relaxed so that it accepts dialback;
-* fedxmpp "strict" serves ``fedv.test`` (test CA) and verifies
+* fedxmpp "strict" on 127.0.0.8 serves ``fedv.test`` (test CA) and verifies
   certificates;
 * the test DNS server (tests/e2e/s2s_dns.py), which both fedxmpp and ejabberd
   (through Erlang's resolver, ``ERL_INETRC``) use: every server is found through
@@ -75,20 +75,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
         pytest.skip("ejabberd is not installed (Debian: apt-get install ejabberd)")
     root: Path = tmp_path_factory.mktemp("ejabberd-interop")
     ca = CertAuthority(root / "ca")
-    # Both listen on 127.0.0.1: ejabberd resolves SRV targets with the system's
-    # resolver (tests/interop/ejabberd.py), so theirs is "localhost".
-    fed = Peer("fed", "127.0.0.1", ["fed.test", "fed2.test"], FED_USERS, ca_domains=["fed.test"],
+    fed = Peer("fed", "127.0.0.7", ["fed.test", "fed2.test"], FED_USERS, ca_domains=["fed.test"],
                s2s={"verify_certificates": False})
-    strict = Peer("strict", "127.0.0.1", ["fedv.test"], STRICT_USERS, ca_domains=["fedv.test"])
+    strict = Peer("strict", "127.0.0.8", ["fedv.test"], STRICT_USERS, ca_domains=["fedv.test"])
     ejb_s2s = free_port_on(EJB_ADDRESS)
     down_port = free_port_on(EJB_ADDRESS)  # nothing will listen there
     zone = {
         "_xmpp-server._tcp.ejb.test": [["SRV", 0, 5, ejb_s2s, "xmpp-e.test"]],
         "_xmpp-server._tcp.ejb2.test": [["SRV", 0, 5, ejb_s2s, "xmpp-e.test"]],
         "xmpp-e.test": [["A", EJB_ADDRESS]],
-        "_xmpp-server._tcp.fed.test": [["SRV", 0, 5, fed.port, "localhost"]],
-        "_xmpp-server._tcp.fed2.test": [["SRV", 0, 5, fed.port, "localhost"]],
-        "_xmpp-server._tcp.fedv.test": [["SRV", 0, 5, strict.port, "localhost"]],
+        # ejabberd resolves SRV targets with the system's resolver, not the test DNS
+        # (tests/interop/ejabberd.py): the targets it follows are address literals.
+        "_xmpp-server._tcp.fed.test": [["SRV", 0, 5, fed.port, fed.address]],
+        "_xmpp-server._tcp.fed2.test": [["SRV", 0, 5, fed.port, fed.address]],
+        "_xmpp-server._tcp.fedv.test": [["SRV", 0, 5, strict.port, strict.address]],
         "_xmpp-server._tcp.down.test": [["SRV", 0, 5, down_port, "xmpp-e.test"]],
     }
     dns = ZoneServer(root / "dns", zone)
