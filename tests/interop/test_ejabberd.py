@@ -172,6 +172,7 @@ def test_messages_both_ways(world, mode):
 
     run(scenario(), timeout=90)
     fed, ejb = m.fed.replace(".", r"\."), m.ejb.replace(".", r"\.")
+    world.fed.wait_log(rf"S2S {fed} -> {ejb}: connected to xmpp-e\.test:{world.ejabberd.s2s_port}")
     world.fed.wait_log(rf"S2S {fed} -> {ejb}: authenticated with {m.how}")
     world.fed.wait_log(rf"S2S {ejb} -> {fed}: incoming stream authenticated with {m.how}")
 
