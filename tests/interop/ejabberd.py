@@ -22,13 +22,23 @@ from pathlib import Path
 from tests.e2e.harness import HarnessError, free_port, lines_matching, wait_for
 
 ERL = shutil.which("erl")
-EJABBERD_LIBS = Path("/usr/lib/x86_64-linux-gnu")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 
+def _ejabberd_libs() -> Path | None:
+    """The directory holding Debian's ejabberd-VERSION application (ERL_LIBS),
+    /usr/lib/<multiarch triplet>."""
+    for beam in sorted(Path("/usr/lib").glob("*/ejabberd-*/ebin/ejabberd.beam")):
+        return beam.parents[2]
+    return None
+
+
+EJABBERD_LIBS = _ejabberd_libs()
+
+
 def ejabberd_installed() -> bool:
-    return ERL is not None and any(EJABBERD_LIBS.glob("ejabberd-*/ebin/ejabberd.beam"))
+    return ERL is not None and EJABBERD_LIBS is not None
 
 
 def _erl_binary(value: str) -> str:
@@ -47,8 +57,8 @@ class EjabberdProcess:
 
     def __init__(self, root: Path, *, hosts: list[str], certs: dict[str, Path], dialback_hosts: list[str],
                  address: str, s2s_port: int, dns_port: int, ca_file: Path) -> None:
-        if ERL is None:
-            raise HarnessError("erl is not installed")
+        if ERL is None or EJABBERD_LIBS is None:
+            raise HarnessError("ejabberd is not installed")
         self.root = root
         for sub in ("spool", "log", "certs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
