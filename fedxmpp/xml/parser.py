@@ -83,6 +83,8 @@ _XML_SPACE_BYTES = b" \t\r\n"
 # Encodings expat would be told to read as UTF-8 although they are not.
 _FOREIGN_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00<", b"<\x00")
 _UTF8_BOM = b"\xef\xbb\xbf"
+# Bytes at the start of a stream judged by _cannot_open_stream.
+_SNIFF = 64
 _BOMS = (_UTF8_BOM, *_FOREIGN_BOMS)
 
 
@@ -94,7 +96,10 @@ def _cannot_open_stream(first: bytes) -> bool:
     """True when the first bytes of a stream already show it is not XML: a TLS
     ClientHello sent to the STARTTLS port, an HTTP request.  A document begins with
     an optional byte order mark and whitespace, then '<' (XML 1.0 §2.1, §4.3.3);
-    expat itself may wait for more bytes before refusing e.g. ``SSH-2.0``."""
+    expat itself may wait for more bytes before refusing e.g. ``SSH-2.0``.  Only
+    the first :data:`_SNIFF` bytes are looked at, so that a peer dripping spaces
+    costs constant work per read (after that many spaces, expat decides)."""
+    first = first[:_SNIFF]
     if any(len(first) < len(bom) and bom.startswith(first) for bom in _BOMS):
         return False  # too early to tell
     rest = first.removeprefix(_UTF8_BOM).lstrip(_XML_SPACE_BYTES)
