@@ -31,15 +31,12 @@ from typing import Any, Iterator
 import pytest
 
 from tests.e2e.harness import (
-    STREAMS, TLS_NS, HarnessError, RawClient, lines_matching, logged_in, run, to_text,
+    STREAMS, TLS_NS, HarnessError, lines_matching, logged_in, run, to_text,
 )
 from tests.e2e.im import Presences, befriend, manual_subscriptions
 from tests.e2e.s2s_dns import ZoneServer
 from tests.e2e.s2s_pki import CertAuthority
-from tests.e2e.s2s_world import Peer, address_with_free_5269, port_free, start_peer
-
-DB = "jabber:server:dialback"
-SERVER = "jabber:server"
+from tests.e2e.s2s_world import DB, Peer, ServerRawClient, address_with_free_5269, port_free, start_peer
 
 USERS_A = {"alice@a.test": "alice-pw", "amy@a.test": "amy-pw", "ann@a.test": "ann-pw", "abe@a.test": "abe-pw"}
 USERS_B = {"bob@b.test": "bob-pw", "bea@b.test": "bea-pw", "carol@b2.test": "carol-pw", "ben@b3.test": "ben-pw",
@@ -224,31 +221,6 @@ def test_dialback_with_verification_relaxed(world):
     log_has(world.b, r"S2S c\.test -> b\.test: incoming stream authenticated with dialback")
     log_has(world.b, r"S2S b\.test -> c\.test: authenticated with dialback")
     log_has(world.c, r"S2S b\.test -> c\.test: incoming stream authenticated with dialback")
-
-
-class ServerRawClient(RawClient):
-    """A raw stream in jabber:server that declares the dialback prefix."""
-
-    def __init__(self, port: int, cafile: Path, *, host: str, domain: str, claim: str) -> None:
-        import socket as _socket
-
-        self.claim = claim
-        sock = _socket.create_connection((host, port), timeout=10)
-        self.cafile = cafile
-        self.domain = domain
-        self.use_pyopenssl = False
-        self.max_tls = None
-        from tests.e2e.harness import Received, _Transport
-        self.t = _Transport(sock)
-        self.tls_version = None
-        self.jid = None
-        self._pending = []
-        self.received = Received()
-        self._new_parser()
-
-    def header(self, to: str | None = None, **kw: Any) -> str:
-        return (f"<?xml version='1.0'?><stream:stream to='{to or self.domain}' from='{self.claim}' "
-                f"xmlns='{SERVER}' xmlns:stream='{STREAMS}' xmlns:db='{DB}' version='1.0'>")
 
 
 def test_forged_dialback_delivers_nothing(world):
