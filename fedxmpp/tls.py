@@ -1,7 +1,8 @@
-"""TLS for the hosted domains: certificates, server contexts with SNI, channel bindings.
+"""TLS for the domains we serve: certificates, server contexts with SNI, channel bindings.
 
-:class:`CertificateStore` finds one certificate per hosted domain in the configured
-directory, in either layout::
+:class:`CertificateStore` finds one certificate per hosted domain, and per component
+domain (a gateway federates under its own name, so it needs its own certificate),
+in the configured directory, in either layout::
 
     DOMAIN.crt + DOMAIN.key                     (the chain, leaf first, in the .crt)
     DOMAIN/fullchain.pem + DOMAIN/privkey.pem   (certbot's layout; preferred when both exist)
@@ -183,24 +184,34 @@ class _Credentials:
 
 
 class CertificateStore:
-    """The certificates of the hosted domains, loaded once by :meth:`load`."""
+    """The certificates of the hosted domains and of the components' domains,
+    loaded once by :meth:`load`.
 
-    def __init__(self, directory: Path, domains: Sequence[str], *, self_signed: bool) -> None:
+    A component's domain is served like a hosted one: its certificate is what a
+    remote server sees on the streams that domain opens (the client side of
+    server-to-server TLS) and, chosen by SNI, on the streams remote servers open
+    to it.
+    """
+
+    def __init__(self, directory: Path, domains: Sequence[str], *, self_signed: bool,
+                 component_domains: Sequence[str] = ()) -> None:
         if not domains:
             raise ValueError("CertificateStore needs at least one domain")
         self._directory = Path(directory)
-        self._domains = tuple(domains)
+        self._domains = tuple(dict.fromkeys((*domains, *component_domains)))
+        self._components = frozenset(component_domains) - frozenset(domains)
         self._self_signed = self_signed
         self._credentials: dict[str, _Credentials] = {}
         self._creators: dict[tuple[tuple[bytes, ...], bool], _ServerCreator] = {}
         self._client_contexts: dict[tuple[str | None, tuple[bytes, ...]], SSL.Context] = {}
 
     def domains(self) -> tuple[str, ...]:
-        """The hosted domains, the default (no or unknown SNI) first."""
+        """Every domain with a certificate: the hosted ones, the default (no or
+        unknown SNI) first, then the components'."""
         return self._domains
 
     def load(self) -> None:
-        """Find, check (or generate) the certificate of every hosted domain.
+        """Find, check (or generate) the certificate of every domain.
 
         Synchronous: called once at start-up, before the reactor runs.
         Raises :class:`TLSSetupError`.
@@ -210,8 +221,10 @@ class CertificateStore:
             paths = self._find(domain)
             if paths is None:
                 if not self._self_signed:
+                    what = " (a component's domain: it federates with a certificate of its own)" \
+                        if domain in self._components else ""
                     raise TLSSetupError(
-                        f"{self._directory}: no certificate for {domain} (expected {domain}.crt and "
+                        f"{self._directory}: no certificate for {domain}{what} (expected {domain}.crt and "
                         f"{domain}.key, or {domain}/fullchain.pem and {domain}/privkey.pem; or set "
                         f"tls.self_signed = true)")
                 try:
