@@ -513,3 +513,18 @@ def test_outgoing_streams_present_the_from_domains_certificate(tmp_path: Path) -
     presented = _presented_by_client(store, "example.test", peer)
     assert presented is not None and xmpp_addrs(presented) == ["example.test"]
     assert _presented_by_client(store, "elsewhere.test", peer) is None
+
+
+def test_domain_chosen_without_sni(tmp_path: Path) -> None:
+    """A creator made for a domain (on STARTTLS, the stream header's 'to') serves
+    that domain's certificate to a client that sends no SNI; SNI still wins, and
+    an unknown domain falls back to the first."""
+    store = loaded(tmp_path, "a.test", "b.test")
+    for domain, name, expected in (("b.test", None, "b.test"), ("b.test", b"a.test", "a.test"),
+                                   ("unknown.test", None, "a.test"), (None, None, "a.test")):
+        server = store.server_creator(domain=domain).serverConnectionForTLS(object())
+        server.set_accept_state()
+        client = client_connection(name)
+        pump(server, client)
+        assert xmpp_addrs(served_cert(client)) == [expected], (domain, name)
+    assert store.server_creator(domain="b.test") is store.server_creator(domain="b.test")

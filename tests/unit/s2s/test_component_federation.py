@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from zope.interface import implementer
+from zope.interface import directlyProvides
 
 from fedxmpp import config
 from fedxmpp.app import FedXmpp, build
@@ -45,8 +45,8 @@ class _Handle:
 
 
 class StartTLSTransport(StringTransport):
-    """Records the client side that STARTTLS was started with; afterwards the peer
-    is the one whose certificate chain the test gives."""
+    """Records the server or client side that STARTTLS was started with; from then
+    on it is a TLS transport whose peer presented the chain the test gives."""
 
     def __init__(self, peer_chain: list[x509.Certificate]) -> None:
         super().__init__()
@@ -55,18 +55,7 @@ class StartTLSTransport(StringTransport):
 
     def startTLS(self, creator, normal=True):
         self.creator = creator
-
-    def getHandle(self) -> _Handle:
-        return _Handle(self._chain)
-
-
-@implementer(ISSLTransport)
-class TLSTransport(StringTransport):
-    """An incoming connection whose TLS handshake is done."""
-
-    def __init__(self, peer_chain: list[x509.Certificate]) -> None:
-        super().__init__()
-        self._chain = peer_chain
+        directlyProvides(self, ISSLTransport)
 
     def getHandle(self) -> _Handle:
         return _Handle(self._chain)
@@ -144,26 +133,32 @@ def test_gateway_stream_presents_its_certificate_and_uses_sasl_external(tmp_path
 
 
 def test_remote_streams_to_the_gateway_get_its_certificate_and_reach_it(tmp_path):
-    """A remote server connecting to irc.example.test is served that domain's
-    certificate (SNI), may authenticate with SASL EXTERNAL for it, and its
-    stanzas reach the component's route."""
+    """A remote server connecting to irc.example.test gets that domain's
+    certificate on STARTTLS — with SNI, and without (the stream header named the
+    domain) — may authenticate with SASL EXTERNAL for it, and its stanzas reach
+    the component's route."""
     ca = CertAuthority(tmp_path / "ca")
     peer_cert, _ = ca.issue("remote.test", tmp_path / "peer")
     app = server(tmp_path, ca)
-
-    srv = app.certificates.server_creator(request_client_cert=True).serverConnectionForTLS(object())
-    srv.set_accept_state()
-    client = client_connection(GATEWAY.encode())
-    pump(srv, client)
-    served = client.get_peer_certificate(as_cryptography=True)
-    assert served is not None and xmpp_addrs(served) == [GATEWAY]
-
     got = []
     app.router.remove_route(GATEWAY)
     app.router.add_route(GATEWAY, lambda stanza, frm, to: got.append((frm.full(), to.full(), str(stanza.body))))
+
     stream = app.s2s.incoming.buildProtocol(None)
-    transport = TLSTransport(chain_of(peer_cert))
+    transport = StartTLSTransport(chain_of(peer_cert))
     stream.makeConnection(transport)
+    stream.dataReceived(TO_GATEWAY.encode())
+    stream.dataReceived(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    assert transport.creator is not None
+    for sni in (GATEWAY.encode(), None):
+        srv = transport.creator.serverConnectionForTLS(object())
+        srv.set_accept_state()
+        client = client_connection(sni)
+        pump(srv, client)
+        served = client.get_peer_certificate(as_cryptography=True)
+        assert served is not None and xmpp_addrs(served) == [GATEWAY], sni
+
+    transport.clear()
     stream.dataReceived(TO_GATEWAY.encode())
     assert "<mechanism>EXTERNAL</mechanism>" in written(transport)
     authzid = base64.b64encode(b"remote.test").decode()
