@@ -168,3 +168,21 @@ def test_remote_streams_to_the_gateway_get_its_certificate_and_reach_it(tmp_path
     stream.dataReceived(f"<message from='bob@remote.test/b' to='#chan%irc.test@{GATEWAY}'><body>hi irc</body>"
                         "</message>".encode())
     assert got == [("bob@remote.test/b", f"#chan%irc.test@{GATEWAY}", "hi irc")]
+
+
+def test_dialback_verify_for_the_gateway_is_answered(tmp_path):
+    """A remote server asks us (db:verify, on a stream to irc.example.test) whether
+    a dialback key that irc.example.test sent it is ours: the one we made for that
+    stream is valid, any other invalid (XEP-0220 §2.4)."""
+    app = server(tmp_path, CertAuthority(tmp_path / "ca"))
+    stream = app.s2s.incoming.buildProtocol(None)
+    transport = StartTLSTransport([])
+    stream.makeConnection(transport)
+    stream.dataReceived(TO_GATEWAY.encode())
+    stream.dataReceived(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    stream.dataReceived(TO_GATEWAY.encode())
+    key = app.s2s.ctx.keys.key("remote.test", GATEWAY, "stream-1")
+    stream.dataReceived(f"<db:verify from='remote.test' to='{GATEWAY}' id='stream-1'>{key}</db:verify>".encode())
+    assert f"<db:verify from='{GATEWAY}' to='remote.test' id='stream-1' type='valid'/>" in written(transport)
+    stream.dataReceived(f"<db:verify from='remote.test' to='{GATEWAY}' id='stream-2'>{key}</db:verify>".encode())
+    assert f"<db:verify from='{GATEWAY}' to='remote.test' id='stream-2' type='invalid'/>" in written(transport)
