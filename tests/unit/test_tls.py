@@ -489,7 +489,8 @@ def test_missing_component_certificate_without_self_signed(tmp_path: Path) -> No
     assert "irc.example.test.crt" in message and "component" in message and "\n" not in message
 
 
-def _presented_by_client(store: CertificateStore, local: str | None, peer: CertificateStore) -> x509.Certificate | None:
+def _presented_by_client(store: CertificateStore, local: str | None,
+                         peer: CertificateStore) -> x509.Certificate | None:
     """The certificate that the client side of a server-to-server connection from
     our *local* domain shows a *peer* that asks for one."""
     server = peer.server_creator(request_client_cert=True).serverConnectionForTLS(object())

@@ -17,18 +17,16 @@ from fedxmpp import config
 from fedxmpp.app import FedXmpp, build
 from fedxmpp.s2s.resolver import Target
 from fedxmpp.tls import CertificateStore, xmpp_addrs
-from tests.e2e.s2s_pki import CertAuthority
 from fedxmpp.xml.jid import JID
-from tests.unit.s2s.world import FakeResolver, bodies, message, written
+from tests.e2e.s2s_pki import CertAuthority
+from tests.unit.s2s.world import PEER_HEADER, FakeResolver, bodies, message, written
 from tests.unit.test_tls import client_connection, pump
 
 GATEWAY = "irc.example.test"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-PEER_HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-               "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
-               "from='remote.test' id='{id}' version='1.0'>")
-TO_GATEWAY = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
-              "xmlns:db='jabber:server:dialback' from='remote.test' to='irc.example.test' version='1.0'>")
+TO_GATEWAY = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+              "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+              "from='remote.test' to='irc.example.test' version='1.0'>")
 
 
 class _Handle:
