@@ -143,7 +143,9 @@ class IncomingHandler:
             stream.fail(StreamError("policy-violation", "TLS is already in place"))
             return
         stream.write(f"<proceed xmlns='{ns.TLS}'/>")
-        stream.transport.startTLS(self.ctx.certificates.server_creator(request_client_cert=True))
+        # The header named the domain: its certificate, also for peers that send no SNI.
+        stream.transport.startTLS(self.ctx.certificates.server_creator(request_client_cert=True,
+                                                                       domain=stream.domain))
         stream.restart()
 
     def _sasl(self, stream: ServerStream, element: domish.Element) -> None:

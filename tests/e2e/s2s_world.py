@@ -64,6 +64,8 @@ class Peer:
     port: int = 0
     direct_port: int = 0
     extra_listen: list[str] = field(default_factory=list)
+    # More configuration sections, e.g. {"components": {...}}.
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)
     server: ServerProcess | None = None
 
     def __post_init__(self) -> None:
@@ -79,6 +81,7 @@ def start_peer(root: Path, peer: Peer, ca: CertAuthority, dns: ZoneServer) -> Se
         "server": {"domains": peer.domains},
         "tls": {"self_signed": True},
         "s2s": s2s,
+        **peer.config,
     })
     certs = server.data_dir / "certs"
     for domain in peer.ca_domains:

@@ -45,7 +45,8 @@ class ProsodyProcess:
     """``prosody -F`` with a configuration of our own; duck-types the bits of
     ServerProcess that the slixmpp helpers use (port, tls_port, cert_path)."""
 
-    def __init__(self, root: Path, *, s2s_port: int, dns_port: int, ca: CertAuthority) -> None:
+    def __init__(self, root: Path, *, s2s_port: int, dns_port: int, ca: CertAuthority, address: str = "127.0.0.4",
+                 insecure_domains: tuple[str, ...] = ("fed2.test",)) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         (root / "data").mkdir(exist_ok=True)
@@ -61,13 +62,13 @@ run_as_root = true
 pidfile = "{root}/prosody.pid"
 data_path = "{root}/data"
 log = {{ debug = "{self.log_path}" }}
-interfaces = {{ "127.0.0.4" }}
+interfaces = {{ "{address}" }}
 c2s_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.port} }}
 s2s_ports = {{ {s2s_port} }}
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix" }}
 s2s_secure_auth = true
-s2s_insecure_domains = {{ "fed2.test" }}
+s2s_insecure_domains = {{ {"; ".join(f'"{d}"' for d in insecure_domains)} }}
 authentication = "internal_hashed"
 storage = "internal"
 -- libunbound: only the test DNS (not resolv.conf), which is on localhost, and
