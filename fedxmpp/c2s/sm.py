@@ -64,6 +64,7 @@ import os
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -258,6 +259,10 @@ class ManagedSession:
         self._overdue_call: Any = None
         self._expiry: Any = None
         session.stream.before_close = self.final_ack
+        #: Stanzas whose sender wants to know whether they were acknowledged
+        #: (offline messages, which stay stored until then); see send_tracked.
+        self._receipts: dict[domish.Element, Deferred[bool]] = {}
+        self._watchers: list[Deferred[None]] = []
 
     # -- stanzas ------------------------------------------------------------------------------
 
@@ -286,6 +291,36 @@ class ManagedSession:
         elif self._ack_call is None and self.ack_delay:
             self._ack_call = self.manager.clock.callLater(self.ack_delay, self._ack_timer)
 
+    def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
+        """Send *stanza*; True once the client's ``<a h/>`` covers it, False if the
+        session ends first.  Either way it is not offered to ``c2s/unacked``: the
+        caller still holds it."""
+        receipt: Deferred[bool] = Deferred()
+        if self.closed:
+            receipt.callback(False)
+            return receipt
+        self._receipts[stanza] = receipt
+        self.send(stanza)
+        return receipt
+
+    def window_full(self) -> bool:
+        """Whether a bulk sender should wait for acks: half the queue is in use."""
+        return len(self.queue) >= max(1, self.max_queue // 2)
+
+    def changed(self) -> Deferred[None]:
+        """Fires at the next ack, resumption or end of the session."""
+        d: Deferred[None] = Deferred()
+        if self.closed:
+            d.callback(None)
+        else:
+            self._watchers.append(d)
+        return d
+
+    def _notify(self) -> None:
+        watchers, self._watchers = self._watchers, []
+        for d in watchers:
+            d.callback(None)
+
     # -- acks -----------------------------------------------------------------------------------
 
     def ack_requested(self) -> None:
@@ -310,6 +345,7 @@ class ManagedSession:
         self._cancel_overdue_call()
         if self.queue and self._ack_call is None and self.ack_delay:
             self._ack_call = self.manager.clock.callLater(self.ack_delay, self._ack_timer)
+        self._notify()
 
     def covers(self, h: int) -> bool:
         """Whether *h* acknowledges no more stanzas than were sent."""
@@ -317,7 +353,10 @@ class ManagedSession:
 
     def _release(self, h: int) -> None:
         for _ in range((h - self.acked) & MASK):
-            self.queue.popleft()
+            stanza = self.queue.popleft()
+            receipt = self._receipts.pop(stanza, None) if self._receipts else None
+            if receipt is not None:
+                receipt.callback(True)
         self.acked = h
         self.unwritten = min(self.unwritten, len(self.queue))
 
@@ -433,6 +472,7 @@ class ManagedSession:
         if self.queue:
             self._request_ack()
         log.info("Resumed {jid}, {n} stanzas sent again", jid=session.address.full(), n=len(self.queue))
+        self._notify()
 
     # -- the end ----------------------------------------------------------------------------------
 
@@ -465,7 +505,14 @@ class ManagedSession:
         # Only what reached the stream before it closed can have been seen.
         written, self.unwritten = len(queue) - self.unwritten, 0
         for i, stanza in enumerate(queue):
-            self.manager.undelivered(self.session, stanza, closed_by_client=closed_by_client and i < written)
+            seen = closed_by_client and i < written
+            receipt = self._receipts.pop(stanza, None)
+            if receipt is not None:
+                # Its sender still has it, and keeps it unless the rule below counts it handled.
+                receipt.callback(seen and archived_for(stanza, self.session.bare))
+            else:
+                self.manager.undelivered(self.session, stanza, closed_by_client=seen)
+        self._notify()
 
 
 def archived_for(stanza: domish.Element, user: JID) -> bool:
