@@ -48,7 +48,9 @@ normal messages — and what nobody takes is answered with
 ``<service-unavailable/>`` (RFC 6121 §8.5.3): iq requests and the remaining
 messages.  Presence is dropped (subscription requests stay pending in the
 roster and are sent again at the next login), and so are headlines, which are
-ephemeral (RFC 6121 §8.5.3.2.1), and errors and results.
+ephemeral (RFC 6121 §8.5.3.2.1), and errors and results.  Stanzas sent with
+:meth:`ManagedSession.send_tracked` (stored offline messages) are not offered:
+their sender learns they were not acknowledged and still has them.
 
 A resume id that is unknown, expired or not the authenticated user's gets
 ``<failed><item-not-found/></failed>`` and the client may bind instead; for an

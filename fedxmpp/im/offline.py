@@ -12,10 +12,17 @@ answered with an error either (XEP-0085 §5.8).
 
 When a resource becomes available with a non-negative priority, the presence
 module calls :meth:`OfflineMessages.session_available`: the stored messages are
-taken (and deleted) in one transaction and sent to that resource, oldest first
-(XEP-0160 §2, step 5).
-Messages to the user's bare JID that arrive while this runs are held back and
-delivered after them, so the order stays the order of arrival.
+sent to that resource, oldest first (XEP-0160 §2, step 5), read a page at a
+time and paced by the session (``session.ready()``: the transport's flow
+control, and half the XEP-0198 queue).  Each is sent with
+``session.send_tracked`` and its row deleted only when that says it was
+delivered — acknowledged under stream management, or passed on by a connection
+still open without (see :meth:`fedxmpp.c2s.session.ClientSession.send_tracked`);
+what was not stays stored, in order, for the next login.  One flush runs per
+user: a resource that becomes available meanwhile takes over if the one being
+served goes first.  Messages to the user's bare JID that arrive while it runs
+are held back and delivered after the stored ones, so the order stays the order
+of arrival.
 
 A chat or normal message that a client never acknowledged under stream
 management (XEP-0198) before its session ended for good is offered to the
