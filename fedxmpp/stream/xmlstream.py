@@ -163,8 +163,6 @@ class ServerStream(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.closed = True
         self._lost = True
-        self._release(self._writable_waiters, False)
-        self._release(self._flushed_waiters, False)
         self._release_waiting()
         for call in (self._negotiation_call, self._idle_call, self._keepalive_call, self._abort_call,
                      self._shaper_call):
@@ -173,6 +171,9 @@ class ServerStream(Protocol):
         self._negotiation_call = self._idle_call = self._keepalive_call = self._shaper_call = None
         self._parser = None
         self.handler.stream_closed(self, reason)
+        # After the handler: a writer woken now sees the session as it is (ended, or hibernating).
+        self._release(self._writable_waiters, False)
+        self._release(self._flushed_waiters, False)
         if self.on_lost is not None:
             self.on_lost(self)
 
@@ -270,10 +271,10 @@ class ServerStream(Protocol):
         """Nothing more will be written: no more waiting for room, and the handler
         is told once, so that its session stops being a destination now rather
         than when the peer finally drops the connection."""
-        self._release(self._writable_waiters, False)
         if not self._closing_told:
             self._closing_told = True
             self.handler.stream_closing(self)
+        self._release(self._writable_waiters, False)
 
     # -- flow control for those who write a lot (offline messages) -------------------
 

@@ -248,3 +248,27 @@ def test_replaced_session_announces_nothing_for_the_address_its_successor_holds(
     new.send("<presence/>")
     bob.send(f"<message to='{A}/a' type='chat' id='m1'><body>hello</body></message>")
     assert new.bodies() == ["hello"]
+
+
+def test_flush_waiting_on_a_paused_stream_survives_its_drop_into_hibernation():
+    """A flush waiting for a paused transport when the connection breaks keeps
+    waiting while the session hibernates, and goes on after <resume/>."""
+    w = World(offline_quota=5000, sm_max_queue=1000)
+    fill(w, 30)
+    alice = w.connect("alice")
+    alice.bind("r")
+    alice.enable(resume="true")
+    alice.stream.pauseProducing()
+    alice.send("<presence/>")
+    assert numbers(alice) == []
+    alice.drop()
+    w.clock.advance(0)
+    again = w.connect("alice")
+    again.resume(alice.sm_id, 0)
+    got = numbers(again)
+    for _ in range(20):
+        again.send(f"<a xmlns='{SM}' h='{again.handled}'/>")
+        w.clock.advance(0)
+        got += numbers(again)
+    assert got == list(range(30))
+    assert stored(w) == []
