@@ -272,3 +272,22 @@ def test_flush_waiting_on_a_paused_stream_survives_its_drop_into_hibernation():
         got += numbers(again)
     assert got == list(range(30))
     assert stored(w) == []
+
+
+def test_clean_close_counts_written_archived_stored_messages_as_delivered():
+    """Stream management's clean-close rule holds for stored messages too: a
+    client that closes its stream itself without acking has the written ones
+    the archive holds (stanza-id by the user) removed; the others stay stored."""
+    w = World(offline_quota=5000, sm_resume_timeout=0)
+    for i in range(4):
+        sid = "<stanza-id xmlns='urn:xmpp:sid:0' by='alice@example.test' id='s{0}'/>".format(i) if i % 2 else ""
+        xml = (f"<message xmlns='jabber:client' from='bob@example.test/b' to='alice@example.test' type='chat'>"
+               f"<body>{i}</body>{sid}</message>")
+        Deferred.fromCoroutine(w.storage.offline.store("alice", "example.test", xml, 100))
+    alice = w.connect("alice")
+    alice.bind("r")
+    alice.enable()
+    alice.send("<presence/>")
+    assert numbers(alice) == [0, 1, 2, 3]
+    alice.close()
+    assert stored(w) == [0, 2]
