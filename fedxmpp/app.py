@@ -93,6 +93,10 @@ class FedXmpp(MultiService):
             raise StartupError(f"{self.config.source}: storage.url: {e}") from None
         self.c2s.accounts = self.storage.accounts
         self.features.storage = self.storage
+        # What hibernating sessions held when the server last died goes to offline
+        # storage or back to its senders, before anyone can log in.
+        self.c2s.sm.store = self.storage.sm_pending
+        await self.c2s.sm.recover()
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
             for description in getattr(self.config.c2s, key):
@@ -145,6 +149,10 @@ class FedXmpp(MultiService):
         for stream in [stream for factory in factories for stream in factory.streams]:
             stream.transport.abortConnection()
         self.s2s.abort()
+        # Every queued write (archive rows, offline messages, hibernation queues)
+        # commits before storage closes; twice, for what the first round started.
+        for _ in range(2):
+            await self.hooks.gather("storage/flush")
         if self.storage is not None:
             self.storage.close()
             self.storage = None

@@ -4,6 +4,12 @@ What is sent to the client passes client state indication (``csi``, XEP-0352,
 :mod:`fedxmpp.c2s.csi`) and, once the client enables it, stream management
 (``sm``, XEP-0198, :mod:`fedxmpp.c2s.sm`), which may keep the session bound
 after its stream is gone until the client resumes it on a new one.
+
+What the client sends is routed; the router says when each stanza is settled
+(:mod:`fedxmpp.router`), and :attr:`ClientSession.settlement` counts them in
+order: stream management acknowledges only settled stanzas, and while more than
+:data:`MAX_UNSETTLED` of the client's stanzas wait for storage to commit, its
+connection is not read (backpressure; reading resumes below half of it).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from fedxmpp.c2s.settlement import InOrder
+from fedxmpp.router import Settled
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID
@@ -27,6 +35,8 @@ log = Logger()
 
 STANZAS = frozenset({"message", "presence", "iq"})
 IQ_TYPES = frozenset({"get", "set", "result", "error"})
+# A client's stanzas that may wait for storage before its connection is paused.
+MAX_UNSETTLED = 1000
 
 
 class ClientSession:
@@ -48,21 +58,25 @@ class ClientSession:
         self.sm: ManagedSession | None = None
         # XEP-0352: what is held back while the client is inactive (fedxmpp.c2s.csi).
         self.csi: HeldUpdates | None = None
+        #: The client's stanzas, settled in order (acks and backpressure).
+        self.settlement = InOrder(self._unsettled)
+        self._paused = False
 
     # -- Session ------------------------------------------------------------------
 
-    def send(self, stanza: domish.Element) -> None:
+    def send(self, stanza: domish.Element) -> Settled:
         if self.csi is not None and self.csi.hold(stanza):
-            return
-        self.transmit(stanza)
+            return None
+        return self.transmit(stanza)
 
-    def transmit(self, stanza: domish.Element) -> None:
+    def transmit(self, stanza: domish.Element) -> Settled:
         """Past client state indication: onto the stream, counted and kept until
-        acknowledged under stream management."""
+        acknowledged under stream management (settled once written, or once
+        stored for a hibernating session)."""
         if self.sm is not None:
-            self.sm.send(stanza)
-        else:
-            self.stream.send(stanza)
+            return self.sm.send(stanza)
+        self.stream.send(stanza)
+        return None
 
     def close(self, error: StreamError | None = None) -> None:
         if self.sm is not None and self.sm.close_hibernating():
@@ -81,6 +95,21 @@ class ClientSession:
             return
         if self.sm is not None:
             self.sm.received()
+        self.settlement.add(self._route(element))
+
+    def _unsettled(self, pending: int) -> None:
+        transport = getattr(self.stream, "transport", None)
+        if transport is None:
+            return
+        if not self._paused and pending > MAX_UNSETTLED:
+            self._paused = True
+            transport.pauseProducing()
+        elif self._paused and pending <= MAX_UNSETTLED // 2:
+            self._paused = False
+            transport.resumeProducing()
+
+    def _route(self, element: domish.Element) -> Settled:
+        """Check and stamp a stanza, then route it; when it is settled."""
         stype = element.getAttribute("type")
         frm = element.getAttribute("from")
         if frm is not None and frm != self.address._full:
@@ -90,7 +119,7 @@ class ClientSession:
                 claimed = None
             if claimed != self.address and claimed != self.bare:
                 self.stream.fail(StreamError("invalid-from", "'from' must be your own address"))
-                return
+                return None
         element["from"] = self.address._full
 
         to_attr = element.getAttribute("to")
@@ -101,15 +130,15 @@ class ClientSession:
                 to = JID.parse(to_attr)
             except InvalidJID:
                 self._reject(element, StanzaError("jid-malformed", "'to' is not a valid address"))
-                return
+                return None
 
         if element.name == "iq":
             if not self._valid_iq(element, stype):
-                return
+                return None
             if stype == "set" and (to_attr is None or to == self.bare.domain) and _legacy_session(element):
                 self._reply_result(element)
-                return
-        self.ctx.router.route(element, self.address, to)
+                return None
+        return self.ctx.router.route(element, self.address, to)
 
     def _valid_iq(self, element: domish.Element, stype: str | None) -> bool:
         if stype not in IQ_TYPES or not element.getAttribute("id"):
