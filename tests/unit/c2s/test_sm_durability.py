@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from fedxmpp.storage import PendingStanza
 from tests.unit.c2s.world import SM, World, q
 
 A, B = "alice@example.test", "bob@example.test"
@@ -20,7 +19,7 @@ def acks(client) -> list[str]:
     return [el.get("h") for el in client.take() if el.tag == q("a", SM)]
 
 
-def messages(w: World) -> list[PendingStanza]:
+def messages(w: World) -> list:
     return [r for r in w.storage.sm_pending.rows if r.stanza.startswith("<message")]
 
 
@@ -127,6 +126,8 @@ def test_recovery_after_a_crash_stores_messages_and_bounces_iq():
     """At start-up the rows a dead server left are handled as for a session that
     never came back: chat messages stored offline, iq requests answered with an
     error to their sender, and the rows removed."""
+    from fedxmpp.storage import PendingStanza
+
     w = World()
     w.sm.store = w.storage.sm_pending
     a = w.online("alice", "phone")
