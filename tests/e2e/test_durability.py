@@ -180,3 +180,26 @@ def test_sigkill_while_a_session_hibernates_loses_nothing_it_held(own_server):
     assert len(got) == len(set(got)), "a message came twice"
     missing = set(ids) - set(got)
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_sigterm_writes_every_queued_archive_row_before_storage_closes(own_server):
+    """3,000 messages sent without stream management, the clients gone, then SIGTERM
+    at once: the server writes its whole archive queue before it closes storage, so
+    after a restart the archive holds every message it delivered."""
+    server = make_server(own_server)
+    ids = [f"term-{n}" for n in range(3000)]  # 6,000 rows: more than one write batch
+    bob = connect(server, "bob", "desk")
+    bob.send("<presence/>")
+    alice = connect(server, "alice", "sender")
+    send_burst(alice, f"bob@{DOMAIN}/desk", ids)
+    alice.ping_server()  # everything before it has been routed (and queued for the archive)
+    # No client left to wait for: the shutdown does not linger in its grace period.
+    alice.close()
+    bob.close()
+    assert server.exited_cleanly(server.terminate())
+    server.start()
+    again = connect(server, "bob", "again")
+    archived = archive_ids(again)
+    again.close()
+    missing = set(ids) - set(archived)
+    assert not missing, f"{len(missing)} delivered messages not archived, e.g. {sorted(missing)[:5]}"
