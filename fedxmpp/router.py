@@ -39,9 +39,11 @@ def all_settled(outcomes: list[Deferred[None]]) -> Settled:
     """One outcome for several (None for none)."""
     if not outcomes:
         return None
-    if len(outcomes) == 1:
-        return outcomes[0]
-    return DeferredList(outcomes, consumeErrors=True).addCallback(_nothing)
+    first = outcomes[0]
+    if all(o is first for o in outcomes):  # rows of one archive batch share its Deferred
+        return first
+    distinct = list({id(o): o for o in outcomes}.values())
+    return DeferredList(distinct, consumeErrors=True).addCallback(_nothing)
 
 
 def _nothing(_: object) -> None:

@@ -243,12 +243,13 @@ class Blocking:
         # Presence the server sends for a local user is held to that user's list too.
         sender = frm.bare if presence and frm.user is not None and frm.host in self.ctx.router.hosted else None
         users = [owner] if sender is None else [owner, sender]
-        if any(self.lists.cached(u) is None for u in users):
-            return self._after_loading(users, event, lambda: self._judge_inbound(event, users))
-        return self._judge_inbound(event, users)
+        lists = [self.lists.cached(u) for u in users]
+        if lists[0] is None or (sender is not None and lists[1] is None):
+            return self._after_loading(users, event,
+                                       lambda: self._judge_inbound(event, [self._loaded(u) for u in users]))
+        return self._judge_inbound(event, lists)  # type: ignore[arg-type]
 
-    def _judge_inbound(self, event: StanzaEvent, users: list[JID]) -> bool:
-        lists = [self._loaded(u) for u in users]
+    def _judge_inbound(self, event: StanzaEvent, lists: list[Blocklist]) -> bool:
         if is_blocked(lists[0], event.frm):
             self._refuse_inbound(event)
             return True
@@ -301,12 +302,12 @@ class Blocking:
         user = frm.bare
         if frm.user is None or to.bare == user or (to.user is None and to.host == user.host):
             return False
-        if self.lists.cached(user) is not None:
-            return self._refuse_outbound(event)
-        return self._after_loading([user], event, lambda: self._refuse_outbound(event))
+        blocklist = self.lists.cached(user)
+        if blocklist is not None:
+            return self._refuse_outbound(event, blocklist)
+        return self._after_loading([user], event, lambda: self._refuse_outbound(event, self._loaded(user)))
 
-    def _refuse_outbound(self, event: StanzaEvent) -> bool:
-        blocklist = self._loaded(event.frm.bare)
+    def _refuse_outbound(self, event: StanzaEvent, blocklist: Blocklist) -> bool:
         if not blocklist or not is_blocked(blocklist, event.to):
             return False
         self._reject(event, StanzaError("not-acceptable"), blocked=True)

@@ -44,7 +44,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from fedxmpp.hooks import Hooks, PolicyFailed
-from fedxmpp.im.serial import SerialJobs
+from fedxmpp.im.serial import SerialJobs, TooManyWaiting
 from fedxmpp.im.sessions import BoundSession, SessionManager
 from fedxmpp.router import Router, Settled, all_settled
 from fedxmpp.xml import ns
@@ -123,12 +123,11 @@ class LocalDelivery:
 
     def __call__(self, stanza: domish.Element, frm: JID, to: JID) -> Settled:
         event = StanzaEvent(stanza, frm, to, self.router)
-        key = to.bare
-        if self.serial.waiting(key) >= MAX_WAITING:
+        try:
+            done = self.serial.attempt(to.bare, self._chain, event, limit=MAX_WAITING)
+        except TooManyWaiting:
             event.error("resource-constraint", "Too many stanzas waiting for this address")
             return None
-        try:
-            done = self.serial.attempt(key, self._chain, event)
         except PolicyFailed:
             event.error("internal-server-error", "The server could not apply its policy to this stanza")
             return None

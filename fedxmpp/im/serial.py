@@ -27,6 +27,10 @@ log = Logger()
 Job = Callable[..., "Awaitable[Any] | Any"]
 
 
+class TooManyWaiting(Exception):
+    """:meth:`SerialJobs.attempt` was given its limit and the key's queue is full."""
+
+
 class _Entry:
     __slots__ = ("fn", "args", "done")
 
@@ -59,11 +63,15 @@ class SerialJobs:
         queue = self._queues.get(key)
         return 0 if queue is None else len(queue)
 
-    def attempt(self, key: Hashable, fn: Job, *args: Any) -> Any:
+    def attempt(self, key: Hashable, fn: Job, *args: Any, limit: int = 0) -> Any:
         """As :meth:`call`, but when *key* is idle and ``fn(*args)`` finishes at once,
         its result itself (an exception propagates) — no Deferred on the common path.
-        Otherwise a Deferred of the result; later jobs for *key* wait for it."""
-        if key in self._queues:
+        Otherwise a Deferred of the result; later jobs for *key* wait for it.  With
+        *limit*, :class:`TooManyWaiting` if that many jobs for *key* already wait."""
+        queue = self._queues.get(key)
+        if queue is not None:
+            if limit and len(queue) >= limit:
+                raise TooManyWaiting(key)
             return self.call(key, fn, *args)
         result = fn(*args)
         if not (isinstance(result, Deferred) or hasattr(result, "__await__")):

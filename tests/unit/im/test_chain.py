@@ -188,3 +188,21 @@ def test_nothing_to_wait_for_settles_at_once():
 def _stamped(el, session):
     el["from"] = session.address.full()
     return el
+
+
+def test_a_recipient_with_too_many_stanzas_waiting_refuses_more(monkeypatch):
+    """The queue of stanzas waiting behind a recipient's chain is bounded: past
+    MAX_WAITING the next stanza is answered with <resource-constraint/>."""
+    from fedxmpp.im import delivery
+
+    monkeypatch.setattr(delivery, "MAX_WAITING", 2)
+    w = world()
+    a, b = w.login(f"{A}/a"), w.login(f"{B}/b")
+    gate: defer.Deferred[bool] = defer.Deferred()
+    waits = [gate]
+    w.hooks.add("message/full", lambda e: waits.pop() if waits and e.to.bare.user == "bob" else False, 1000)
+    for body in ("one", "two", "three"):
+        w.client_send(a, message("", f"{B}/b", body))
+    assert [condition(m) for m in a.sent] == ["resource-constraint"]
+    gate.callback(False)
+    assert bodies(b) == ["one", "two"]
