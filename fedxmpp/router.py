@@ -40,7 +40,7 @@ def all_settled(outcomes: list[Deferred[None]]) -> Settled:
     if not outcomes:
         return None
     first = outcomes[0]
-    if all(o is first for o in outcomes):  # rows of one archive batch share its Deferred
+    if len(outcomes) == 1 or all(o is first for o in outcomes):  # rows of one archive batch share its Deferred
         return first
     distinct = list({id(o): o for o in outcomes}.values())
     return DeferredList(distinct, consumeErrors=True).addCallback(_nothing)

@@ -60,7 +60,7 @@ class ClientSession:
         self.csi: HeldUpdates | None = None
         #: The client's stanzas, settled in order (acks and backpressure).
         self.settlement = InOrder(self._unsettled)
-        self._paused = False
+        self._holding: ServerStream | None = None
 
     # -- Session ------------------------------------------------------------------
 
@@ -98,15 +98,13 @@ class ClientSession:
         self.settlement.add(self._route(element))
 
     def _unsettled(self, pending: int) -> None:
-        transport = getattr(self.stream, "transport", None)
-        if transport is None:
-            return
-        if not self._paused and pending > MAX_UNSETTLED:
-            self._paused = True
-            transport.pauseProducing()
-        elif self._paused and pending <= MAX_UNSETTLED // 2:
-            self._paused = False
-            transport.resumeProducing()
+        if self._holding is None:
+            if pending > MAX_UNSETTLED:
+                self._holding = self.stream
+                self.stream.hold_reading(True)
+        elif pending <= MAX_UNSETTLED // 2:
+            held, self._holding = self._holding, None
+            held.hold_reading(False)
 
     def _route(self, element: domish.Element) -> Settled:
         """Check and stamp a stanza, then route it; when it is settled."""

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from fedxmpp.storage.database import Database, Transaction
 from fedxmpp.storage.errors import ConstraintViolation
+from fedxmpp.storage.group_commit import GroupCommit
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,12 @@ class SqlPendingStore:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        # Adds that arrive while one is being written share the next transaction.
+        self._adds = GroupCommit(database, "store stanzas of hibernating sessions", _add_many_txn)
 
     async def add(self, rows: Sequence[PendingStanza]) -> None:
         if rows:
-            await self._db.run_interaction("store stanzas of hibernating sessions", _add_txn, list(rows),
-                                           int(time.time()))
+            await self._adds.submit(list(rows), int(time.time()))
 
     async def remove(self, resume_id: str) -> None:
         await self._db.run_interaction("forget a hibernating session's stanzas", _remove_txn, resume_id)
@@ -45,6 +47,12 @@ def _add_txn(txn: Transaction, rows: list[PendingStanza], now: int) -> None:
                         (row.resume_id, row.domain, row.user, row.resource, row.stanza, now))
         except ConstraintViolation:
             pass  # the account is gone: nothing to keep for it
+
+
+def _add_many_txn(txn: Transaction, calls: Sequence[tuple[list[PendingStanza], int]]) -> list[None]:
+    for rows, now in calls:
+        _add_txn(txn, rows, now)
+    return [None] * len(calls)
 
 
 def _remove_txn(txn: Transaction, resume_id: str) -> None:

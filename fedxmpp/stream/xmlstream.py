@@ -97,6 +97,8 @@ class ServerStream(Protocol):
         self._abort_call = None
         self._paused = False
         self._unread_bytes = 0
+        # Reading held by the session above (its stanzas wait for storage).
+        self._reading_held = False
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -291,7 +293,19 @@ class ServerStream(Protocol):
     def resumeProducing(self) -> None:
         self._paused = False
         self._unread_bytes = 0
-        if not self.closed:
+        if not self.closed and not self._reading_held:
+            self.transport.resumeProducing()
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (True) or start again (False) reading from the peer for the layer
+        above, independently of the pause for a peer that does not read."""
+        if held == self._reading_held or self.closed:
+            self._reading_held = held
+            return
+        self._reading_held = held
+        if held:
+            self.transport.pauseProducing()
+        elif not self._paused:
             self.transport.resumeProducing()
 
     def stopProducing(self) -> None:

@@ -145,3 +145,23 @@ def test_recovery_after_a_crash_stores_messages_and_bounces_iq():
     [error] = a.stanzas("iq")
     assert (error.get("type"), error.get("id")) == ("error", "q1")
     assert w.storage.sm_pending.rows == []
+
+
+def test_a_client_whose_stanzas_wait_for_storage_is_not_read(monkeypatch):
+    """Past MAX_UNSETTLED stanzas waiting for a commit, the client's connection is
+    not read; below half of it, reading starts again.  The stream's own pause for a
+    peer that does not read cannot start it early."""
+    from fedxmpp.c2s import session as client_session
+
+    monkeypatch.setattr(client_session, "MAX_UNSETTLED", 4)
+    w = World()
+    gate = slow_offline(w)
+    a = w.online("alice", "phone", sm=False)
+    for n in range(5):
+        chat(a, B, f"m{n}")
+    assert a.transport.producerState == "paused"
+    a.stream.resumeProducing()  # the peer reads again: not a reason to read it
+    assert a.transport.producerState == "paused"
+    gate.callback(None)
+    assert a.transport.producerState == "producing"
+    assert w.offline_bodies("bob") == [f"m{n}" for n in range(5)]
