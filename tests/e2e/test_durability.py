@@ -131,6 +131,36 @@ def test_sigkill_after_the_ack_loses_no_message_stored_offline(own_server):
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
 
 
+def test_sigkill_in_the_middle_of_a_burst_loses_no_acknowledged_message(own_server):
+    """3,000 messages to an offline user with an <r/> after every 100; SIGKILL as
+    soon as an ack covers at least 1,000 while the rest is still coming in: after
+    the restart every message that ack covered is delivered, once."""
+    server = make_server(own_server)
+    ids = [f"mid-{n}" for n in range(3000)]
+    alice = connect(server, "alice", "sender")
+    enable_sm(alice)
+    for at in range(0, len(ids), 100):
+        send_burst(alice, f"bob@{DOMAIN}", ids[at:at + 100])
+        alice.send(f"<r xmlns='{SM}'/>")
+    acked = 0
+    bounced: set[str] = set()
+    while acked < 1000:
+        el = alice.next_element(ACK_TIMEOUT)
+        if el.tag == q("a", SM):
+            acked = int(el.get("h", "0"))
+        elif el.tag == q("message") and el.get("type") == "error":
+            bounced.add(el.get("id", ""))
+    crash_and_restart(server)
+    alice.close()
+    bob = connect(server, "bob", "reader")
+    bob.send("<presence/>")
+    got = read_messages(bob, len(ids))
+    bob.close()
+    assert len(got) == len(set(got)), "a message came twice"
+    missing = set(ids[:acked]) - set(got) - bounced
+    assert not missing, f"{len(missing)} of {acked} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
+
+
 def test_sigkill_after_the_ack_loses_no_archive_row(own_server):
     """1,000 messages to an online user with the archive on (the default),
     acknowledged, then SIGKILL: after the restart both archives hold every one."""
