@@ -34,7 +34,8 @@ archived message is serialised at once (once for both archives when it goes
 between two local users) and queued; the queue is written by one
 :meth:`Database.run_interaction` per batch — what arrived in the last
 :data:`FLUSH_DELAY` seconds or during the previous write, at most :data:`BATCH`
-rows (group commit).  Delivery never waits for the write, but the message is
+rows (group commit), or as soon as the previous write is done when a client
+waits for an acknowledgement (``storage/hurry``).  Delivery never waits for the write, but the message is
 *settled* (:mod:`fedxmpp.router`) only once its rows are committed, so the
 sender's XEP-0198 ``<a/>`` never covers a row a crash could lose.  No row is
 ever dropped: past :data:`MAX_QUEUED` queued rows a warning is logged and the
@@ -387,6 +388,11 @@ class ArchiveQueue:
         self._schedule()
         return group[1]
 
+    def hurry(self) -> None:
+        """Someone waits for the rows queued so far (an ack): write them as soon as
+        the write under way, if any, is done, without the batching delay."""
+        self._schedule(soon=True)
+
     def flushed(self) -> defer.Deferred[None]:
         """Fires once everything added so far has been written (or given up on)."""
         if self._done >= self._added:
@@ -471,6 +477,7 @@ class Archive:
         hooks.add("c2s/session-bound", self._session_bound)
         hooks.add("account/removed", self.prefs.forget)
         hooks.add("storage/flush", lambda _: self.queue.flushed())
+        hooks.add("storage/hurry", lambda _: self.queue.hurry())
         if self.retention_days > 0:
             self.purger = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self.purge()).addErrback(
                 lambda f: log.failure("Purging the archive failed", f)))

@@ -457,3 +457,13 @@ def test_datetime_parsing_and_stamps():
     assert mam.stamp(int(NOW) * 1_000_000 + 7) == "2023-11-14T22:13:20.000007Z"
     with pytest.raises(ValueError):
         mam.parse_datetime("2023-13-14T22:13:20Z")
+
+
+def test_a_hurried_queue_writes_without_its_batching_delay():
+    """"storage/hurry" (a client waits for an ack) has the queued rows written at
+    the next turn of the reactor instead of FLUSH_DELAY later."""
+    w, a, b = setup()
+    say(w, a, "bob@example.test", "now")
+    w.hooks.fire("storage/hurry")
+    w.clock.advance(0)
+    assert w.storage.archive.batches == [2]
