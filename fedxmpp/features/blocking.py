@@ -242,12 +242,21 @@ class Blocking:
         presence = event.stanza.name == "presence"
         # Presence the server sends for a local user is held to that user's list too.
         sender = frm.bare if presence and frm.user is not None and frm.host in self.ctx.router.hosted else None
-        users = [owner] if sender is None else [owner, sender]
-        lists = [self.lists.cached(u) for u in users]
-        if lists[0] is None or (sender is not None and lists[1] is None):
-            return self._after_loading(users, event,
-                                       lambda: self._judge_inbound(event, [self._loaded(u) for u in users]))
-        return self._judge_inbound(event, lists)  # type: ignore[arg-type]
+        if sender is None:
+            blocklist = self.lists.cached(owner)
+            if blocklist is not None:
+                if blocklist and is_blocked(blocklist, frm):
+                    self._refuse_inbound(event)
+                    return True
+                return False
+            users = [owner]
+        else:
+            users = [owner, sender]
+            lists = [self.lists.cached(owner), self.lists.cached(sender)]
+            if lists[0] is not None and lists[1] is not None:
+                return self._judge_inbound(event, lists)  # type: ignore[arg-type]
+        return self._after_loading(users, event,
+                                   lambda: self._judge_inbound(event, [self._loaded(u) for u in users]))
 
     def _judge_inbound(self, event: StanzaEvent, lists: list[Blocklist]) -> bool:
         if is_blocked(lists[0], event.frm):

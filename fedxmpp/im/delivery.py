@@ -131,9 +131,9 @@ class LocalDelivery:
         except PolicyFailed:
             event.error("internal-server-error", "The server could not apply its policy to this stanza")
             return None
-        if isinstance(done, Deferred):
-            return done.addCallbacks(_settled, _refused, callbackArgs=(event,), errbackArgs=(event,))
-        return event.settled()
+        if done is True or done is False:
+            return event.settled()
+        return done.addCallbacks(_settled, _refused, callbackArgs=(event,), errbackArgs=(event,))
 
     def _chain(self, event: StanzaEvent) -> bool | Deferred[bool]:
         """Fire the stanza's events in turn until one handles it."""
@@ -159,10 +159,10 @@ class LocalDelivery:
     def _fire_in_turn(self, events: tuple[str, ...], at: int, event: StanzaEvent) -> bool | Deferred[bool]:
         while at < len(events):
             handled = self.hooks.run(events[at], event)
-            if isinstance(handled, Deferred):
-                return handled.addCallback(self._then, events, at, event)
-            if handled:
+            if handled is True:
                 return True
+            if handled is not False:  # waiting
+                return handled.addCallback(self._then, events, at, event)
             at += 1
         self._unhandled(event)
         return False

@@ -24,7 +24,6 @@ user sent.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
@@ -62,9 +61,9 @@ class ClientOutbound:
         except PolicyFailed:
             self._refuse(event)
             return None
-        if isinstance(handled, Deferred):
-            return handled.addCallbacks(self._onward, self._failed, callbackArgs=(event,), errbackArgs=(event,))
-        return self._onward(handled, event)
+        if handled is True or handled is False:
+            return self._onward(handled, event)
+        return handled.addCallbacks(self._onward, self._failed, callbackArgs=(event,), errbackArgs=(event,))
 
     def _onward(self, handled: bool, event: StanzaEvent) -> Settled:
         if handled:

@@ -74,7 +74,9 @@ class SerialJobs:
                 raise TooManyWaiting(key)
             return self.call(key, fn, *args)
         result = fn(*args)
-        if not (isinstance(result, Deferred) or hasattr(result, "__await__")):
+        # Deferred is an ABC's subclass, so isinstance is slow: the common results first.
+        if result is None or result is True or result is False or not (
+                isinstance(result, Deferred) or hasattr(result, "__await__")):
             return result
         d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
         outcome: list[Any] = []
