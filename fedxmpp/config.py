@@ -259,6 +259,35 @@ class PepConfig:
     max_item_size: int = 262144
 
 
+EXTERNAL_SERVICE_TYPES = ("stun", "stuns", "turn", "turns")
+EXTERNAL_SERVICE_TRANSPORTS = ("udp", "tcp")
+
+
+@dataclass(frozen=True)
+class ExternalServiceConfig:
+    """One STUN or TURN server, an entry of ``[[external_services.service]]``."""
+
+    type: str = ""
+    host: str = ""
+    # 0 = the type's standard port (3478 for stun/turn, 5349 for stuns/turns).
+    port: int = 0
+    transport: str = "udp"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalServicesConfig:
+    """XEP-0215 external service discovery: STUN/TURN servers for the users' calls."""
+
+    # The TURN server's shared secret (coturn: use-auth-secret, static-auth-secret);
+    # exactly one of the two when a turn/turns service is listed.  Never printed.
+    secret: str = field(default="", repr=False)
+    secret_file: Path = Path()
+    # Seconds TURN credentials stay valid after they are handed out.
+    credential_lifetime: int = 86400
+    service: tuple[ExternalServiceConfig, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
@@ -275,6 +304,7 @@ class Config:
     s2s: S2SConfig = field(default_factory=S2SConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     pep: PepConfig = field(default_factory=PepConfig)
+    external_services: ExternalServicesConfig = field(default_factory=ExternalServicesConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -299,6 +329,7 @@ _SECTIONS: dict[str, type] = {
     "s2s": S2SConfig,
     "archive": ArchiveConfig,
     "pep": PepConfig,
+    "external_services": ExternalServicesConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -306,6 +337,7 @@ _SECTIONS: dict[str, type] = {
 _TABLES: dict[str, type] = {
     "PrivilegesConfig": PrivilegesConfig,
     "ComponentConfig": ComponentConfig,
+    "ExternalServiceConfig": ExternalServiceConfig,
 }
 
 
@@ -372,7 +404,7 @@ def _section(source: str, section: str, cls: type, raw: Mapping[str, Any], base:
 def _resolve(source: str, section: str, obj: Any) -> Any:
     """Read the files that values name (a component's secret_file) now, so that an
     unreadable one stops start-up rather than the first handshake."""
-    if isinstance(obj, ComponentConfig) and obj.secret_file != Path():
+    if isinstance(obj, (ComponentConfig, ExternalServicesConfig)) and obj.secret_file != Path():
         where = f"{source}: {section}.secret_file"
         try:
             secret = obj.secret_file.read_text(encoding="utf-8").strip()
@@ -572,6 +604,24 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_items", "must be between 1 and 100000")
         if not 1024 <= obj.max_item_size <= 64 * 1024 * 1024:
             raise bad("max_item_size", "must be between 1024 and 67108864 bytes")
+    elif isinstance(obj, ExternalServiceConfig):
+        if obj.type not in EXTERNAL_SERVICE_TYPES:
+            raise bad("type", f"must be one of {', '.join(map(repr, EXTERNAL_SERVICE_TYPES))}, got {obj.type!r}")
+        if not obj.host:
+            raise bad("host", "is required: the STUN/TURN server's host name or IP address")
+        if not 0 <= obj.port <= 65535:
+            raise bad("port", "must be between 1 and 65535 (0 = the standard port of the type)")
+        if obj.transport not in EXTERNAL_SERVICE_TRANSPORTS:
+            raise bad("transport", f"must be one of {', '.join(map(repr, EXTERNAL_SERVICE_TRANSPORTS))}, "
+                                   f"got {obj.transport!r}")
+    elif isinstance(obj, ExternalServicesConfig):
+        if obj.secret and obj.secret_file != Path():
+            raise bad("secret", "give secret or secret_file, not both")
+        if not obj.secret and obj.secret_file == Path() and any(s.type.startswith("turn") for s in obj.service):
+            raise bad("secret", "is required (or secret_file) for the TURN services: the TURN server's "
+                                "static-auth-secret")
+        if not 5 <= obj.credential_lifetime <= 30 * 86400:
+            raise bad("credential_lifetime", "must be between 5 and 2592000 seconds")
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")
