@@ -27,6 +27,7 @@ from fedxmpp.hooks import Hooks
 from fedxmpp.im import service as im_service
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
+from fedxmpp.proxy65.service import Proxy65
 from fedxmpp.router import Router
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
@@ -77,6 +78,10 @@ class FedXmpp(MultiService):
                                      user_route=self.im.outbound.route)
         self.features.disco.item_providers.append(self.components.disco_items)
         self.component_factory = ComponentFactory(self.components)
+        # XEP-0065 SOCKS5 bytestreams proxy at a domain of its own, when configured.
+        self.proxy65 = Proxy65(config.proxy65, self.router, reactor) if config.proxy65.domain else None
+        if self.proxy65 is not None:
+            self.features.disco.item_providers.append(self.proxy65.disco_items)
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
@@ -118,6 +123,13 @@ class FedXmpp(MultiService):
                 raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
             log.info("Listening for components on {address}", address=port.getHost())
+        for description in self.config.proxy65.listen if self.proxy65 is not None else ():
+            try:
+                port = await serverFromString(self.reactor, description).listen(self.proxy65.factory())
+            except CannotListenError as e:
+                raise StartupError(f"{self.config.source}: proxy65.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("SOCKS5 bytestreams proxy on {address}", address=port.getHost())
         try:
             await self.s2s.listen()
         except ListenError as e:
@@ -139,6 +151,8 @@ class FedXmpp(MultiService):
         self.ports.clear()
         await self.s2s.stop_listening()
         self.s2s.shutdown()
+        if self.proxy65 is not None:
+            self.proxy65.shutdown()
         # Sessions waiting to be resumed end now, while storage can take what they hold.
         self.c2s.sm.shutdown()
         factories = (self.c2s_factory, self.component_factory)

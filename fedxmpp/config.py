@@ -289,6 +289,29 @@ class ExternalServicesConfig:
 
 
 @dataclass(frozen=True)
+class Proxy65Config:
+    """XEP-0065 SOCKS5 bytestreams proxy at a domain of its own (off while domain is empty)."""
+
+    domain: str = ""
+    # Listeners for the SOCKS5 connections (Twisted endpoint strings).
+    listen: tuple[str, ...] = ()
+    # Where clients connect, as told in the streamhost answer.  Empty: the domain;
+    # 0: the port of the first listen entry.
+    host: str = ""
+    port: int = 0
+    # Bytes per second relayed per stream and direction (0 = not limited).
+    rate: int = 10 * 1024 * 1024
+    # SOCKS5 connections open at once, waiting or relaying (two per stream).
+    max_connections: int = 200
+    # Streams one user (bare JID) may have activated at once.
+    max_streams_per_user: int = 10
+    # Seconds a connection may wait for its peer and the activation.
+    pending_timeout: float = 60.0
+    # Seconds without a byte either way after which a stream is closed.
+    idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -305,6 +328,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     pep: PepConfig = field(default_factory=PepConfig)
     external_services: ExternalServicesConfig = field(default_factory=ExternalServicesConfig)
+    proxy65: Proxy65Config = field(default_factory=Proxy65Config)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -330,6 +354,7 @@ _SECTIONS: dict[str, type] = {
     "archive": ArchiveConfig,
     "pep": PepConfig,
     "external_services": ExternalServicesConfig,
+    "proxy65": Proxy65Config,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -424,6 +449,10 @@ def _check_across(cfg: Config) -> None:
         if component.domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: components.component[{i}].domain: {component.domain!r} is a hosted "
                               "domain (server.domains); a component needs a domain of its own")
+    proxy = cfg.proxy65.domain
+    if proxy and (proxy in cfg.server.domains or cfg.components.get(proxy) is not None):
+        raise ConfigError(f"{cfg.source}: proxy65.domain: {proxy!r} is already a hosted or a component's domain; "
+                          "the proxy needs a domain of its own")
     for domain in cfg.s2s.routes:
         if domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: s2s.routes.{_toml_key(domain)}: {domain!r} is a hosted domain "
@@ -622,6 +651,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
                                 "static-auth-secret")
         if not 5 <= obj.credential_lifetime <= 30 * 86400:
             raise bad("credential_lifetime", "must be between 5 and 2592000 seconds")
+    elif isinstance(obj, Proxy65Config):
+        _validate_proxy65(obj, bad)
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")
@@ -656,6 +687,46 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("idle_timeout", "must not be negative (0 = never)")
         if not 1 <= obj.queue_size <= 1_000_000:
             raise bad("queue_size", "must be between 1 and 1000000")
+
+
+def _validate_proxy65(obj: Proxy65Config, bad: Any) -> None:
+    if not obj.domain:
+        if obj.listen:
+            raise bad("domain", "is required with listen: the domain the proxy serves")
+        return
+    try:
+        canon = prep_domain(obj.domain)
+    except InvalidJID as e:
+        raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
+    if canon != obj.domain:
+        raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+    if not obj.listen:
+        raise bad("listen", "must name at least one listener, e.g. ['tcp:7777'], when domain is set")
+    for desc in obj.listen:
+        if ":" not in desc:
+            raise bad("listen", f"{desc!r} is not a Twisted endpoint string such as 'tcp:7777'")
+    if not 0 <= obj.port <= 65535:
+        raise bad("port", "must be between 1 and 65535 (0 = the port of the first listen entry)")
+    if obj.port == 0 and proxy65_listen_port(obj.listen[0]) is None:
+        raise bad("port", f"must be given: it cannot be read from listen entry {obj.listen[0]!r}")
+    if not 0 <= obj.rate <= 1024 ** 3:
+        raise bad("rate", "must be between 0 (not limited) and 1073741824 bytes per second")
+    if not 2 <= obj.max_connections <= 100_000:
+        raise bad("max_connections", "must be between 2 and 100000")
+    if not 1 <= obj.max_streams_per_user <= 10_000:
+        raise bad("max_streams_per_user", "must be between 1 and 10000")
+    for key in ("pending_timeout", "idle_timeout"):
+        if not 1 <= getattr(obj, key) <= 86_400:
+            raise bad(key, "must be between 1 and 86400 seconds")
+
+
+def proxy65_listen_port(description: str) -> int | None:
+    """The port of a 'tcp:PORT...' endpoint string, else None."""
+    kind, _, rest = description.partition(":")
+    port = rest.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and port.isdigit() and 0 < int(port) < 65536:
+        return int(port)
+    return None
 
 
 def parse_route(description: str) -> tuple[bool, str, int]:
@@ -715,7 +786,11 @@ def _derive(cfg: Config) -> Config:
         storage = dataclasses.replace(storage, url=f"sqlite:///{data_dir / 'fedxmpp.sqlite3'}")
     if tls.certificates == Path():
         tls = dataclasses.replace(tls, certificates=data_dir / "certs")
-    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls)
+    proxy65 = cfg.proxy65
+    if proxy65.domain:
+        proxy65 = dataclasses.replace(proxy65, host=proxy65.host or proxy65.domain,
+                                      port=proxy65.port or proxy65_listen_port(proxy65.listen[0]) or 0)
+    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls, proxy65=proxy65)
 
 
 # sun_path holds 108 bytes on Linux, 104 on the BSDs and macOS, with a final NUL.
