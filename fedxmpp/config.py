@@ -312,6 +312,38 @@ class Proxy65Config:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The one HTTP listener (HTTP upload; later BOSH and WebSocket)."""
+
+    # Plain HTTP listeners (behind a TLS reverse proxy, or for tests); none by default.
+    listen: tuple[str, ...] = ()
+    # HTTPS listeners with the hosted domains' certificates (SNI).
+    tls_listen: tuple[str, ...] = ()
+    # How clients reach the listener, e.g. "https://example.com:5281" (in announced URLs).
+    public_url: str = ""
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """XEP-0363 HTTP upload at a domain of its own (off while domain is empty)."""
+
+    domain: str = ""
+    # The largest file, in bytes (announced in disco#info).
+    max_size: int = 104857600
+    # Where files are kept.  Empty means "<data_dir>/upload", filled in by load().
+    storage_dir: Path = Path()
+    # Bytes one user's files may take together, and all files together (0 = no limit).
+    user_quota: int = 1024 * 1024 * 1024
+    total_quota: int = 0
+    # Days a file is kept (0 = for ever); older ones are removed every hour.
+    expire_days: int = 30
+    # Seconds a slot may be used for its upload after it was handed out.
+    slot_lifetime: int = 300
+
+
+@dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -329,6 +361,8 @@ class Config:
     pep: PepConfig = field(default_factory=PepConfig)
     external_services: ExternalServicesConfig = field(default_factory=ExternalServicesConfig)
     proxy65: Proxy65Config = field(default_factory=Proxy65Config)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -355,6 +389,8 @@ _SECTIONS: dict[str, type] = {
     "pep": PepConfig,
     "external_services": ExternalServicesConfig,
     "proxy65": Proxy65Config,
+    "http": HttpConfig,
+    "upload": UploadConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -449,6 +485,14 @@ def _check_across(cfg: Config) -> None:
         if component.domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: components.component[{i}].domain: {component.domain!r} is a hosted "
                               "domain (server.domains); a component needs a domain of its own")
+    upload = cfg.upload.domain
+    if upload:
+        if upload in cfg.server.domains or cfg.components.get(upload) is not None or upload == cfg.proxy65.domain:
+            raise ConfigError(f"{cfg.source}: upload.domain: {upload!r} is already a hosted, a component's or the "
+                              "proxy's domain; upload needs a domain of its own")
+        if not cfg.http.public_url or not (cfg.http.listen or cfg.http.tls_listen):
+            raise ConfigError(f"{cfg.source}: upload.domain: needs the HTTP listener ([http] listen or tls_listen, "
+                              "and public_url)")
     proxy = cfg.proxy65.domain
     if proxy and (proxy in cfg.server.domains or cfg.components.get(proxy) is not None):
         raise ConfigError(f"{cfg.source}: proxy65.domain: {proxy!r} is already a hosted or a component's domain; "
@@ -653,6 +697,37 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("credential_lifetime", "must be between 5 and 2592000 seconds")
     elif isinstance(obj, Proxy65Config):
         _validate_proxy65(obj, bad)
+    elif isinstance(obj, HttpConfig):
+        for key in ("listen", "tls_listen"):
+            for desc in getattr(obj, key):
+                if ":" not in desc:
+                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5280'")
+        if obj.public_url:
+            scheme, _, rest = obj.public_url.partition("://")
+            if scheme not in ("http", "https") or not rest or any(c in rest for c in "?#") or " " in rest:
+                raise bad("public_url", f"{obj.public_url!r} must be an http:// or https:// URL without query")
+        for text in obj.trusted_proxies:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise bad("trusted_proxies", f"{text!r} is not an IP address or network") from None
+    elif isinstance(obj, UploadConfig):
+        if obj.domain:
+            try:
+                canon = prep_domain(obj.domain)
+            except InvalidJID as e:
+                raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
+            if canon != obj.domain:
+                raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+        if not 1 <= obj.max_size <= 1024 ** 4:
+            raise bad("max_size", "must be between 1 and 1099511627776 bytes")
+        for key in ("user_quota", "total_quota"):
+            if not 0 <= getattr(obj, key) <= 1024 ** 5:
+                raise bad(key, "must be between 0 (no limit) and 1125899906842624 bytes")
+        if not 0 <= obj.expire_days <= 36_500:
+            raise bad("expire_days", "must be between 0 (keep for ever) and 36500")
+        if not 10 <= obj.slot_lifetime <= 86_400:
+            raise bad("slot_lifetime", "must be between 10 and 86400 seconds")
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")
@@ -790,7 +865,10 @@ def _derive(cfg: Config) -> Config:
     if proxy65.domain:
         proxy65 = dataclasses.replace(proxy65, host=proxy65.host or proxy65.domain,
                                       port=proxy65.port or proxy65_listen_port(proxy65.listen[0]) or 0)
-    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls, proxy65=proxy65)
+    upload = cfg.upload
+    if upload.storage_dir == Path():
+        upload = dataclasses.replace(upload, storage_dir=data_dir / "upload")
+    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls, proxy65=proxy65, upload=upload)
 
 
 # sun_path holds 108 bytes on Linux, 104 on the BSDs and macOS, with a final NUL.
