@@ -2,7 +2,7 @@
 untouched: session-initiate (an XEP-0234 file offer over an XEP-0260 SOCKS5
 transport, and an RTP audio call with ICE-UDP), session-accept and
 session-terminate arrive at the other client exactly as sent, and their results
-come back."""
+come back.  So does the older XEP-0096 file-transfer offer (stream initiation)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,21 @@ def canonical(el: ET.Element) -> str:
     return ET.canonicalize(ET.tostring(el, encoding="unicode"), strip_text=True)
 
 
+SI_OFFER = """<si xmlns='http://jabber.org/protocol/si' id='si1' mime-type='text/plain'
+    profile='http://jabber.org/protocol/si/profile/file-transfer'>
+  <file xmlns='http://jabber.org/protocol/si/profile/file-transfer' name='notes.txt' size='1022'>
+    <desc>meeting notes</desc></file>
+  <feature xmlns='http://jabber.org/protocol/feature-neg'>
+    <x xmlns='jabber:x:data' type='form'>
+      <field var='stream-method' type='list-single'>
+        <option><value>http://jabber.org/protocol/bytestreams</value></option>
+        <option><value>http://jabber.org/protocol/ibb</value></option>
+      </field>
+    </x>
+  </feature>
+</si>"""
+
+
 def test_jingle_session_between_local_users_arrives_untouched(own_server):
     server = own_server(users=USERS)
 
@@ -57,8 +72,9 @@ def test_jingle_session_between_local_users_arrives_untouched(own_server):
                 def handle(iq, name=name):
                     inbox[name].put_nowait(iq)
                     iq.reply(clear=True).send()
-                client.xmpp.register_handler(Callback(f"jingle-{name}", MatchXPath(
-                    f"{{jabber:client}}iq/{{{JINGLE}}}jingle"), handle))
+                for what, xpath in (("jingle", f"{{{JINGLE}}}jingle"), ("si", "{http://jabber.org/protocol/si}si")):
+                    client.xmpp.register_handler(Callback(f"{what}-{name}", MatchXPath(
+                        f"{{jabber:client}}iq/{xpath}"), handle))
 
             async def exchange(sender, receiver_name: str, to: str, payload: str) -> None:
                 iq = sender.xmpp.make_iq_set(ito=to)
@@ -80,5 +96,6 @@ def test_jingle_session_between_local_users_arrives_untouched(own_server):
             terminate = (f"<jingle xmlns='{JINGLE}' action='session-terminate' sid='call1'>"
                          "<reason><success/><text>bye</text></reason></jingle>")
             await exchange(romy, "jules", "jules@example.test/phone", terminate)
+            await exchange(romy, "jules", "jules@example.test/phone", SI_OFFER)
 
     run(scenario())

@@ -27,11 +27,13 @@ BIG = 40 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    http_port = free_port()
+    http_port, https_port = free_port(), free_port()
     srv = ServerProcess(tmp_path_factory.mktemp("upload"), overrides={
-        "http": {"listen": [f"tcp:{http_port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{http_port}"},
+        "http": {"listen": [f"tcp:{http_port}:interface=127.0.0.1"],
+                 "tls_listen": [f"tcp:{https_port}:interface=127.0.0.1"],
+                 "public_url": f"http://127.0.0.1:{http_port}"},
         "upload": {"domain": DOMAIN, "max_size": MAX_SIZE, "user_quota": 200 * 1024 * 1024}})
-    srv.http_port = http_port
+    srv.http_port, srv.https_port = http_port, https_port
     srv.import_users(USERS)
     srv.start()
     try:
@@ -135,3 +137,19 @@ def test_upload_errors(upload_server):
     assert "default-src 'none'" in headers["content-security-policy"] and "sandbox" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
     assert request("GET", get.rsplit("/", 1)[0] + "/..%2F..%2Fetc%2Fpasswd")[0] == 404
+
+
+def test_https_listener_serves_with_the_domains_certificate(upload_server):
+    """tls_listen: TLS with the hosted domain's certificate chosen by SNI (verified
+    against it), then HTTP; an unknown path is a 404."""
+    import socket
+    import ssl
+    context = ssl.create_default_context(cafile=str(upload_server.cert_path("example.test")))
+    with socket.create_connection(("127.0.0.1", upload_server.https_port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="example.test") as tls:
+        assert tls.selected_alpn_protocol() in (None, "http/1.1")
+        tls.sendall(b"GET /upload/nothing/here HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := tls.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 404 ")
