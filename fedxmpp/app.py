@@ -24,13 +24,16 @@ from fedxmpp.component.service import ComponentFactory, Components
 from fedxmpp.config import Config
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.http.listener import HttpService, tls_factory
 from fedxmpp.im import service as im_service
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
+from fedxmpp.proxy65.service import Proxy65
 from fedxmpp.router import Router
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
 from fedxmpp.tls import CertificateStore
+from fedxmpp.upload.service import Upload, load_key
 from fedxmpp.xml.errors import StreamError
 
 log = Logger()
@@ -58,6 +61,12 @@ class FedXmpp(MultiService):
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
         _make_private_dir(config)
+        # The HTTP listener and XEP-0363 upload on it, when configured.
+        self.http = HttpService(config.http)
+        self.upload = (Upload(config.upload, self.http, self.router, self.hooks, reactor, _upload_key(config))
+                       if config.upload.domain else None)
+        if self.upload is not None:
+            self.features.disco.item_providers.append(self.upload.disco_items)
         # Components' domains too: a gateway federates under its own name.
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed,
@@ -77,6 +86,10 @@ class FedXmpp(MultiService):
                                      user_route=self.im.outbound.route)
         self.features.disco.item_providers.append(self.components.disco_items)
         self.component_factory = ComponentFactory(self.components)
+        # XEP-0065 SOCKS5 bytestreams proxy at a domain of its own, when configured.
+        self.proxy65 = Proxy65(config.proxy65, self.router, reactor) if config.proxy65.domain else None
+        if self.proxy65 is not None:
+            self.features.disco.item_providers.append(self.proxy65.disco_items)
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
@@ -122,6 +135,30 @@ class FedXmpp(MultiService):
                 raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
             log.info("Listening for components on {address}", address=port.getHost())
+        for description in self.config.proxy65.listen if self.proxy65 is not None else ():
+            try:
+                port = await serverFromString(self.reactor, description).listen(self.proxy65.factory())
+            except CannotListenError as e:
+                raise StartupError(f"{self.config.source}: proxy65.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("SOCKS5 bytestreams proxy on {address}", address=port.getHost())
+        if self.upload is not None:
+            try:
+                self.upload.start()
+            except OSError as e:
+                raise StartupError(f"{self.config.source}: upload.storage_dir: cannot use "
+                                   f"{str(self.config.upload.storage_dir)!r}: {e.strerror}") from None
+        site = self.http.site()
+        for key, factory in (("listen", site), ("tls_listen", tls_factory(site, self.certificates)
+                                                              if self.config.http.tls_listen else None)):
+            for description in getattr(self.config.http, key):
+                try:
+                    port = await serverFromString(self.reactor, description).listen(factory)
+                except CannotListenError as e:
+                    raise StartupError(f"{self.config.source}: http.{key}: cannot listen on {description!r}: {e.socketError}") from None
+                self.ports.append(port)
+                log.info("Listening for HTTP ({kind}) on {address}", kind="TLS" if key == "tls_listen" else "plain",
+                         address=port.getHost())
         try:
             await self.s2s.listen()
         except ListenError as e:
@@ -143,6 +180,10 @@ class FedXmpp(MultiService):
         self.ports.clear()
         await self.s2s.stop_listening()
         self.s2s.shutdown()
+        if self.proxy65 is not None:
+            self.proxy65.shutdown()
+        if self.upload is not None:
+            self.upload.stop()
         # Sessions waiting to be resumed end now, while storage can take what they hold.
         self.c2s.sm.shutdown()
         factories = (self.c2s_factory, self.component_factory)
@@ -196,6 +237,15 @@ def _make_private_dir(config: Config) -> None:
         config.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise StartupError(f"{config.source}: server.data_dir: cannot create {str(config.server.data_dir)!r}: "
+                           f"{e.strerror}") from None
+
+
+def _upload_key(config: Config) -> bytes:
+    path = config.server.data_dir / "upload.key"
+    try:
+        return load_key(path)
+    except OSError as e:
+        raise StartupError(f"{config.source}: server.data_dir: cannot read or create {str(path)!r}: "
                            f"{e.strerror}") from None
 
 
