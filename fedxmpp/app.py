@@ -40,6 +40,8 @@ log = Logger()
 
 # Seconds that shutdown waits for clients to read their closing stream error.
 SHUTDOWN_GRACE = 3.0
+# Seconds that shutdown waits for clients' stanzas to settle before their last ack.
+SETTLE_GRACE = 2.0
 
 
 class FedXmpp(MultiService):
@@ -192,7 +194,7 @@ class FedXmpp(MultiService):
         # <a h/> each stream-managed client gets covers all it sent.
         for stream in streams:
             stream.hold_reading(True)
-        await self.hooks.gather("storage/flush")
+        await self._settle_sessions()
         for stream in streams:
             stream.fail(StreamError("system-shutdown", "The server is shutting down"))
         waited = 0.0
@@ -209,6 +211,20 @@ class FedXmpp(MultiService):
         if self.storage is not None:
             self.storage.close()
             self.storage = None
+
+    async def _settle_sessions(self) -> None:
+        """Commit what is queued, and give stanzas still on their way through a
+        chain that waits (a blocklist or archive preferences being read) a
+        bounded moment to settle too."""
+        waited = 0.0
+        while True:
+            await self.hooks.gather("storage/flush")
+            settling = any(getattr(s, "settlement", None) is not None and s.settlement.pending
+                           for s in self.sessions.all())
+            if not settling or waited >= SETTLE_GRACE:
+                return
+            await _sleep(self.reactor, 0.01)
+            waited += 0.01
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
