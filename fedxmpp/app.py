@@ -27,6 +27,7 @@ from fedxmpp.hooks import Hooks
 from fedxmpp.im import service as im_service
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
+from fedxmpp.muc.service import MucService
 from fedxmpp.router import Router
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
@@ -77,6 +78,10 @@ class FedXmpp(MultiService):
                                      user_route=self.im.outbound.route)
         self.features.disco.item_providers.append(self.components.disco_items)
         self.component_factory = ComponentFactory(self.components)
+        # XEP-0045 group chat: an in-process service routed like a component.
+        self.muc = MucService(config.muc, config.server.domains, self.router, reactor) if config.muc.domain else None
+        if self.muc is not None:
+            self.features.disco.item_providers.append(self.muc.disco_items)
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
@@ -96,6 +101,8 @@ class FedXmpp(MultiService):
             raise StartupError(f"{self.config.source}: storage.url: {e}") from None
         self.c2s.accounts = self.storage.accounts
         self.features.storage = self.storage
+        if self.muc is not None:
+            await self.muc.load(self.storage.muc)
         try:
             self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self.features))
         except admin_server.AdminSocketInUse as e:
@@ -141,6 +148,8 @@ class FedXmpp(MultiService):
         self.s2s.shutdown()
         # Sessions waiting to be resumed end now, while storage can take what they hold.
         self.c2s.sm.shutdown()
+        if self.muc is not None:
+            self.muc.shutdown()
         factories = (self.c2s_factory, self.component_factory)
         streams = [stream for factory in factories for stream in factory.streams]
         for stream in streams:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from fedxmpp.xml.jid import InvalidJID, prep_domain
+from fedxmpp.xml.jid import JID, InvalidJID, prep_domain
 
 EMBEDDED = "<embedded defaults>"
 
@@ -259,6 +259,40 @@ class PepConfig:
     max_item_size: int = 262144
 
 
+MUC_CREATORS = ("local", "admins", "anyone")
+MUC_WHOIS = ("moderators", "anyone")
+
+
+@dataclass(frozen=True)
+class MucConfig:
+    """XEP-0045 multi-user chat on a domain of its own (off while ``domain`` is empty)."""
+
+    # The service's domain, e.g. "conference.example.test"; "" = no MUC service.
+    domain: str = ""
+    # Who may create rooms: "local" (users of the hosted domains), "admins" (only
+    # the JIDs in `admins`) or "anyone" (remote users too).
+    create: str = "local"
+    # Bare JIDs that may create rooms when create = "admins", and own every room.
+    admins: tuple[str, ...] = ()
+    # Rooms one bare JID may own.
+    rooms_per_user: int = 20
+    # The most occupants a room may have (and the default of its muc#roomconfig_maxusers).
+    max_occupants: int = 200
+    # Messages of history a room keeps and may send to a joining occupant.
+    history_length: int = 50
+    # Messages per second one occupant may send into a room, and the burst allowed.
+    occupant_rate: float = 5.0
+    occupant_burst: int = 20
+    # Defaults of a new room's configuration (its owner may change them).
+    default_public: bool = True
+    default_persistent: bool = False
+    default_members_only: bool = False
+    default_moderated: bool = False
+    # "moderators" (semi-anonymous) or "anyone" (non-anonymous).
+    default_whois: str = "moderators"
+    default_change_subject: bool = False
+
+
 @dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
@@ -275,6 +309,7 @@ class Config:
     s2s: S2SConfig = field(default_factory=S2SConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     pep: PepConfig = field(default_factory=PepConfig)
+    muc: MucConfig = field(default_factory=MucConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -299,6 +334,7 @@ _SECTIONS: dict[str, type] = {
     "s2s": S2SConfig,
     "archive": ArchiveConfig,
     "pep": PepConfig,
+    "muc": MucConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -392,6 +428,10 @@ def _check_across(cfg: Config) -> None:
         if component.domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: components.component[{i}].domain: {component.domain!r} is a hosted "
                               "domain (server.domains); a component needs a domain of its own")
+    if cfg.muc.domain and (cfg.muc.domain in cfg.server.domains
+                           or cfg.muc.domain in (c.domain for c in cfg.components.component)):
+        raise ConfigError(f"{cfg.source}: muc.domain: {cfg.muc.domain!r} is already a hosted or component domain; "
+                          "the MUC service needs a domain of its own")
     for domain in cfg.s2s.routes:
         if domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: s2s.routes.{_toml_key(domain)}: {domain!r} is a hosted domain "
@@ -572,6 +612,38 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_items", "must be between 1 and 100000")
         if not 1024 <= obj.max_item_size <= 64 * 1024 * 1024:
             raise bad("max_item_size", "must be between 1024 and 67108864 bytes")
+    elif isinstance(obj, MucConfig):
+        if obj.domain:
+            try:
+                canon = prep_domain(obj.domain)
+            except InvalidJID as e:
+                raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
+            if canon != obj.domain:
+                raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+        if obj.create not in MUC_CREATORS:
+            raise bad("create", f"must be one of {', '.join(map(repr, MUC_CREATORS))}, got {obj.create!r}")
+        for admin in obj.admins:
+            try:
+                parsed = JID.parse(admin)
+            except InvalidJID as e:
+                raise bad("admins", f"{admin!r} is not a valid JID ({e})") from None
+            if parsed.resource is not None or parsed.user is None or parsed.full() != admin:
+                raise bad("admins", f"{admin!r} must be a bare JID in canonical form (user@domain)")
+        if obj.create == "admins" and not obj.admins:
+            raise bad("admins", "must name at least one JID when create = 'admins'")
+        if not 1 <= obj.rooms_per_user <= 100_000:
+            raise bad("rooms_per_user", "must be between 1 and 100000")
+        if not 1 <= obj.max_occupants <= 100_000:
+            raise bad("max_occupants", "must be between 1 and 100000")
+        if not 0 <= obj.history_length <= 10_000:
+            raise bad("history_length", "must be between 0 and 10000")
+        if obj.occupant_rate <= 0:
+            raise bad("occupant_rate", "must be positive")
+        if not 1 <= obj.occupant_burst <= 100_000:
+            raise bad("occupant_burst", "must be between 1 and 100000")
+        if obj.default_whois not in MUC_WHOIS:
+            raise bad("default_whois", f"must be one of {', '.join(map(repr, MUC_WHOIS))}, "
+                                       f"got {obj.default_whois!r}")
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")

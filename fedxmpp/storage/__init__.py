@@ -37,6 +37,7 @@ from fedxmpp.storage.errors import (
     StorageError,
 )
 from fedxmpp.storage.keyval import SqlKeyValStore
+from fedxmpp.storage.muc import SqlMucStore, StoredRoom
 from fedxmpp.storage.offline import SqlOfflineStore
 from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
@@ -48,9 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
-    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "NoSuchAccount", "OfflineStore",
+    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "MucStore", "NoSuchAccount", "OfflineStore",
     "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError",
-    "Storage", "StorageError", "Subscription", "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
+    "Storage", "StorageError", "StoredRoom", "Subscription", "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
     "open_storage",
 ]
 
@@ -217,12 +218,25 @@ class PubsubStore(Protocol):
         """Delete every item of the node; how many."""
 
 
+class MucStore(Protocol):
+    """The persistent rooms of multi-user chat services (XEP-0045), per service domain."""
+
+    async def rooms(self, domain: str) -> list[StoredRoom]:
+        """Every stored room of the service *domain*, sorted by name."""
+
+    async def save(self, room: StoredRoom) -> None:
+        """Create or replace the room's row."""
+
+    async def delete(self, domain: str, room: str) -> bool:
+        """Forget the room; False if it was not stored."""
+
+
 class Storage:
     """Every store of one database."""
 
     def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
                  offline: OfflineStore, keyval: KeyValStore, archive: ArchiveStore,
-                 pubsub: PubsubStore) -> None:
+                 pubsub: PubsubStore, muc: MucStore | None = None) -> None:
         self.database = database
         self.accounts = accounts
         self.roster = roster
@@ -230,6 +244,7 @@ class Storage:
         self.keyval = keyval
         self.archive = archive
         self.pubsub = pubsub
+        self.muc = muc
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""
@@ -260,7 +275,8 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
         raise
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
-                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database))
+                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database),
+                   muc=SqlMucStore(database))
 
 
 def _make_private_dir(directory: Path) -> None:

@@ -21,6 +21,7 @@ from fedxmpp.storage import (
     PubsubNode,
     RosterItem,
     StorageError,
+    StoredRoom,
     UnknownArchiveId,
 )
 from fedxmpp.storage.credentials import (
@@ -345,6 +346,22 @@ class MemoryPubsubStore:
         return n
 
 
+class MemoryMucStore:
+    """Persistent rooms in a dict keyed by (domain, room)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], StoredRoom] = {}
+
+    async def rooms(self, domain: str) -> list[StoredRoom]:
+        return [r for (d, _), r in sorted(self.stored.items()) if d == domain]
+
+    async def save(self, room: StoredRoom) -> None:
+        self.stored[(room.domain, room.room)] = room
+
+    async def delete(self, domain: str, room: str) -> bool:
+        return self.stored.pop((domain, room), None) is not None
+
+
 class MemoryStorage:
     """A Storage of in-memory stores, for unit tests of code above storage.  Writes
     for users without an account raise NoSuchAccount, as with SQL; tests create
@@ -357,6 +374,7 @@ class MemoryStorage:
         self.keyval = MemoryKeyValStore(self.accounts)
         self.archive = MemoryArchiveStore(self.accounts)
         self.pubsub = MemoryPubsubStore(self.accounts)
+        self.muc = MemoryMucStore()
 
     def close(self) -> None:
         pass
