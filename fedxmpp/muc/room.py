@@ -129,7 +129,7 @@ class Room:
             self._change_nick(stanza, occupant, nick)
         else:
             occupant.payload = _payload(stanza)
-            self._broadcast_presence(occupant)
+            self._broadcast_presence(occupant, id=stanza.getAttribute("id"))
 
     def _refuse(self, stanza: domish.Element, frm: JID, nick: str, condition: str, text: str | None = None) -> None:
         self._send(s.error_from(stanza, self._nick_jid(nick), frm, StanzaError(condition, text)),
@@ -170,7 +170,7 @@ class Room:
             codes.append(s.NON_ANONYMOUS)
         if created:
             codes.append(s.CREATED)
-        self._send_presence(occupant, occupant, codes)
+        self._send_presence(occupant, occupant, codes, id=stanza.getAttribute("id"))
         # §7.2.15: history, then the subject (always, empty or not).
         for entry in self.history.select(Request.from_join(x), now, self.limits.history_length):
             message = _readdressed(entry.message, frm)
@@ -197,13 +197,15 @@ class Room:
         self.by_real[occupant.real] = nick
         self._broadcast_presence(occupant)
 
-    def _broadcast_presence(self, occupant: Occupant, extra: list[str] | None = None) -> None:
+    def _broadcast_presence(self, occupant: Occupant, extra: list[str] | None = None, id: str | None = None) -> None:
         for other in list(self.occupants.values()):
-            codes = list(extra or []) + ([s.SELF] if other is occupant else [])
-            self._send_presence(occupant, other, codes)
+            mine = other is occupant
+            self._send_presence(occupant, other, list(extra or []) + ([s.SELF] if mine else []), id if mine else None)
 
-    def _send_presence(self, about: Occupant, to: Occupant, codes: list[str] | None = None) -> None:
-        p = s.stanza("presence", self._nick_jid(about.nick), to.real)
+    def _send_presence(self, about: Occupant, to: Occupant, codes: list[str] | None = None,
+                       id: str | None = None) -> None:
+        # The self-presence carries the id of the client's presence (§7.2.3).
+        p = s.stanza("presence", self._nick_jid(about.nick), to.real, id=id)
         for el in about.payload:
             p.addChild(el)
         x = p.addChild(s.user_x())

@@ -124,6 +124,7 @@ def test_first_joiner_creates_a_locked_room_and_owns_it():
     out = w.join(ALICE, "Alice")
     presence, subject = out
     assert presence["from"] == f"{ROOM}/Alice" and codes(presence) == {"110", "201"}
+    assert presence["id"] == "id1"  # the join presence's id, reflected
     assert (item(presence)["affiliation"], item(presence)["role"]) == ("owner", "moderator")
     assert _child(presence, "urn:xmpp:occupant-id:0", "occupant-id") is not None
     assert subject.name == "message" and _child(subject, "jabber:client", "subject") is not None
