@@ -121,7 +121,7 @@ class MucService:
         nick = to.resource
         if stanza.name == "presence":
             if nick is None:
-                if stanza.getAttribute("type") in (None, "unavailable"):
+                if stanza.getAttribute("type") is None:
                     raise StanzaError("jid-malformed", "Join a room as room@service/nickname")
                 return
             if room is None:

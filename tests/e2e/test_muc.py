@@ -172,6 +172,11 @@ def test_refusals_carry_the_xeps_errors(muc_server: ServerProcess) -> None:
         assert _answer(b, "j5").get("type") is None
         c.send(f"<presence to='{room}/Carol' id='j6'><x xmlns='{MUC}'><password>sesame</password></x></presence>")
         assert stanza_error(_answer(c, "j6")) == "service-unavailable"
+        b.close()
+        while True:  # Bob's connection is gone: the server's unavailable takes him out of the room
+            el = a.next_element()
+            if el.get("from") == f"{room}/Bob" and el.get("type") == "unavailable":
+                break
 
 
 def test_persistent_room_survives_a_restart(own_server: Any) -> None:
