@@ -59,10 +59,11 @@ class FedXmpp(MultiService):
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
         _make_private_dir(config)
-        # Components' domains too: a gateway federates under its own name.
+        # Components' domains too (and the MUC service's): each federates under its own name.
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed,
-                                             component_domains=[c.domain for c in config.components.component])
+                                             component_domains=[c.domain for c in config.components.component]
+                                             + ([config.muc.domain] if config.muc.domain else []))
         self.certificates.load()
         self.storage: Storage | None = None
         # Client stanzas pass the user's own server (pre- events) on their way to the router.
