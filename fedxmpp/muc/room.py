@@ -252,7 +252,8 @@ class Room:
         mtype = stanza.getAttribute("type")
         occupant = self.occupant_of(frm)
         if mtype == "error":
-            if occupant is not None and nick is None:
+            # An occupant's server answering the room with an error: its client is gone (§7.2.x, 333).
+            if occupant is not None and nick in (None, occupant.nick):
                 self._leave(occupant, [s.TECHNICAL])
             return
         if nick is None:

@@ -347,3 +347,23 @@ def test_mediated_invitation_is_forwarded_from_the_room():
                         "<invite to='bob@example.test'><reason>join us</reason></invite></x></message>")
     assert [o["to"] for o in out] == ["bob@example.test"]
     assert out[0]["from"] == ROOM and "join us" in out[0].toXml() and "jabber:x:conference" in out[0].toXml()
+
+
+def test_an_error_from_an_occupant_takes_it_out_with_333():
+    """A message bounced by an occupant's server (its client is gone) removes the
+    occupant, the others seeing status 333."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    out = w.send(BOB, f"<message xmlns='jabber:client' to='{ROOM}/Bob' type='error'>"
+                      "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                      "</error></message>")
+    assert codes(to(out, ALICE)[0]) == {"333"} and "Bob" not in w.service.rooms["lobby"].occupants
+
+
+def test_shutdown_tells_every_occupant_with_332():
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    before = len(w.router.sent)
+    w.service.shutdown()
+    out = w.router.sent[before:]
+    assert len(out) == 4 and all(o["type"] == "unavailable" and "332" in codes(o) for o in out)
