@@ -280,6 +280,10 @@ class MucConfig:
     max_occupants: int = 200
     # Messages of history a room keeps and may send to a joining occupant.
     history_length: int = 50
+    # Messages each room's archive (XEP-0313 on the room) keeps, the oldest going
+    # first; 0 = rooms are not archived.  And the most messages one query returns.
+    archive_length: int = 10000
+    archive_page: int = 250
     # Messages per second one occupant may send into a room, and the burst allowed.
     occupant_rate: float = 5.0
     occupant_burst: int = 20
@@ -637,6 +641,10 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_occupants", "must be between 1 and 100000")
         if not 0 <= obj.history_length <= 10_000:
             raise bad("history_length", "must be between 0 and 10000")
+        if not 0 <= obj.archive_length <= 10_000_000:
+            raise bad("archive_length", "must be between 0 (no archive) and 10000000")
+        if not 1 <= obj.archive_page <= 10_000:
+            raise bad("archive_page", "must be between 1 and 10000")
         if obj.occupant_rate <= 0:
             raise bad("occupant_rate", "must be positive")
         if not 1 <= obj.occupant_burst <= 100_000:

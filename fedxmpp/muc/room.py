@@ -82,6 +82,9 @@ class Room:
         self.destroyed = False
         # Called when the room has no occupant and need not be kept.
         self.on_empty: Callable[[Room], None] = lambda room: None
+        # Stamps a reflected message with its archive id and returns what to archive
+        # (None when rooms are not archived); record() then stores it.
+        self.archive: Any = None
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -304,6 +307,8 @@ class Room:
         reflected = _copy_message(stanza, frm, None)
         reflected.addChild(s.occupant_id(occupant.occupant_id))
         if subject is None or has_body:
+            if self.archive is not None and has_body:
+                self.archive.record(self, self.archive.stamp(self, reflected))
             self.history.add(self.clock.seconds(), reflected)
         for other in list(self.occupants.values()):
             self._send(_readdressed(reflected, other.real), frm, other.real)
@@ -380,7 +385,8 @@ class Room:
         identity["category"] = "conference"
         identity["type"] = "text"
         identity["name"] = self.config.name or (self.jid.user or "")
-        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID,
+        archived = [s.MAM, s.SID] if self.archive is not None else []
+        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, *archived,
                                "http://jabber.org/protocol/muc#self-ping-optimization",
                                *self.config.disco_features()]):
             query.addElement("feature")["var"] = feature
@@ -609,8 +615,8 @@ def _copy_message(stanza: domish.Element, frm: JID, to: JID | None) -> domish.El
         if stanza.getAttribute(key) is not None:
             out[key] = stanza[key]
     for c in stanza.elements():
-        # An occupant-id from the sender could be forged (XEP-0421 §4): dropped.
-        if c.uri in (s.OCCUPANT_ID, s.USER):
+        # Occupant and stanza ids from the sender could be forged (XEP-0421 §4, XEP-0359 §5): dropped.
+        if c.uri in (s.OCCUPANT_ID, s.USER, s.SID):
             continue
         out.addChild(c)
     return out

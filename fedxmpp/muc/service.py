@@ -17,6 +17,7 @@ from twisted.words.xish import domish
 
 from fedxmpp.config import MucConfig
 from fedxmpp.muc import stanzas as s
+from fedxmpp.muc.archive import RoomArchive
 from fedxmpp.muc.room import Room, Subject
 from fedxmpp.muc.roomconfig import RoomConfig
 from fedxmpp.router import Router
@@ -37,6 +38,7 @@ class MucService:
         self.clock = clock
         self.rooms: dict[str, Room] = {}
         self.store: MucStore | None = None
+        self.archive: RoomArchive | None = None
         router.add_route(self.domain, self.route)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -46,6 +48,9 @@ class MucService:
         self.store = store
         if store is None:
             return
+        if self.config.archive_length:
+            self.archive = RoomArchive(store, self.domain, self.config.archive_length, self.config.archive_page,
+                                       self.clock)
         for stored in await store.rooms(self.domain):
             subject = json.loads(stored.subject)
             room = self._new_room(stored.room, RoomConfig.from_json(stored.config, self.config),
@@ -139,7 +144,12 @@ class MucService:
         elif stanza.name == "iq":
             if stanza.getAttribute("type") in ("result", "error"):
                 return
-            d = defer.Deferred.fromCoroutine(room.iq(stanza, frm, nick))
+            payload = next(iter(stanza.elements()), None)
+            if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM:
+                work = self.archive.query(room, stanza, frm, self.router.route)
+            else:
+                work = room.iq(stanza, frm, nick)
+            d = defer.Deferred.fromCoroutine(work)
             d.addCallbacks(lambda payload: self._result(stanza, frm, to, payload),
                            lambda failure: self._iq_failed(failure, stanza, frm, to))
 
@@ -169,6 +179,7 @@ class MucService:
     def _new_room(self, name: str, config: RoomConfig, **kw: Any) -> Room:
         room = Room(JID(name, self.domain), config, self.config, self.clock, self.router.route, self._save, **kw)
         room.on_empty = self._empty
+        room.archive = self.archive
         return room
 
     def _empty(self, room: Room) -> None:

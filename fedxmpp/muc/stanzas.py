@@ -18,6 +18,8 @@ ROOMINFO = f"{MUC}#roominfo"
 ROOMCONFIG = f"{MUC}#roomconfig"
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 DELAY = "urn:xmpp:delay"
+SID = "urn:xmpp:sid:0"
+MAM = "urn:xmpp:mam:2"
 CONFERENCE = "jabber:x:conference"
 
 # Status codes (XEP-0045 §15.6).

@@ -228,7 +228,14 @@ class MucStore(Protocol):
         """Create or replace the room's row."""
 
     async def delete(self, domain: str, room: str) -> bool:
-        """Forget the room; False if it was not stored."""
+        """Forget the room and its archive; False if the room was not stored."""
+
+    async def archive(self, domain: str, room: str, entries: Sequence[ArchivedMessage], keep: int) -> None:
+        """Add *entries* to the room's archive, then keep only its newest *keep* messages."""
+
+    async def query(self, domain: str, room: str, query: ArchiveQuery) -> ArchivePage:
+        """One page of the room's archive (``query.with_jid`` is not used);
+        :class:`UnknownArchiveId` when an id it names is not in the archive."""
 
 
 class Storage:

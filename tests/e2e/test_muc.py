@@ -22,7 +22,7 @@ CLIENT = "jabber:client"
 USERS = {"alice@example.test": "alice-secret", "bob@example.test": "bob-secret",
          "carol@example.test": "carol-secret"}
 MUC_CONFIG = {"muc": {"domain": SERVICE}}
-PLUGINS = {"xep_0045": {}, "xep_0030": {}, "xep_0004": {}}
+PLUGINS = {"xep_0045": {}, "xep_0030": {}, "xep_0004": {}, "xep_0313": {}}
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,10 @@ def test_a_room_with_slixmpp(muc_server: ServerProcess) -> None:
             msg.send()
             for got in (await a_chat.next(), await b_chat.next()):
                 assert (got["body"], got["id"], str(got["from"])) == ("hello", "same-id-1", f"{room}/Alice")
+            # XEP-0313 on the room: what was said, with the ids the room stamped, paged by 1.
+            archived = [m async for m in b.xmpp.plugin["xep_0313"].iterate(jid=room, rsm={"max": 1})]
+            bodies = [m["mam_result"]["forwarded"]["stanza"]["body"] for m in archived]
+            assert bodies == ["before bob", "hello"]
             b.xmpp.send_message(mto=f"{room}/Alice", mbody="psst", mtype="chat")
             pm = await a.next_message()
             while pm["type"] != "chat":

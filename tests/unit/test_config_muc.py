@@ -45,6 +45,8 @@ def test_the_sample_file_names_every_key():
     ("[muc]\nmax_occupants = 0\n", "muc.max_occupants", "between"),
     ("[muc]\nhistory_length = -1\n", "muc.history_length", "between"),
     ("[muc]\noccupant_rate = 0\n", "muc.occupant_rate", "positive"),
+    ("[muc]\narchive_length = -1\n", "muc.archive_length", "between"),
+    ("[muc]\narchive_page = 0\n", "muc.archive_page", "between"),
     ("[muc]\noccupant_burst = 0\n", "muc.occupant_burst", "between"),
     ("[muc]\ndefault_whois = 'everyone'\n", "muc.default_whois", "must be one of"),
     ("[muc]\nrooms = 5\n", "muc.rooms", "unknown key"),

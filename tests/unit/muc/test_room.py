@@ -367,3 +367,38 @@ def test_shutdown_tells_every_occupant_with_332():
     w.service.shutdown()
     out = w.router.sent[before:]
     assert len(out) == 4 and all(o["type"] == "unavailable" and "332" in codes(o) for o in out)
+
+
+def test_room_archive_stamps_stores_and_answers_mam_queries():
+    """Groupchat messages get a stanza-id by the room (a forged one is dropped), go to
+    the room's archive, and a MAM query on the room JID returns them as results
+    from the room then <fin/> with RSM; outcasts may not read it."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    out = w.send(ALICE, f"<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>one</body>"
+                        f"<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM}'/></message>")
+    sids = [[c["id"] for c in o.elements() if c.uri == "urn:xmpp:sid:0"] for o in out]
+    assert len(sids[0]) == 1 and sids[0] == sids[1] and sids[0][0] != "forged"
+    w.say(BOB, "two")
+    out = w.send(CAROL, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><query xmlns='urn:xmpp:mam:2' "
+                        "queryid='q1'/></iq>")
+    results, fin = out[:-1], out[-1]
+    assert [r["from"] for r in results] == [ROOM, ROOM] and all(r["to"] == CAROL for r in results)
+    assert "one" in results[0].toXml() and "two" in results[1].toXml() and "q1" in results[0].toXml()
+    assert fin["type"] == "result" and "complete" in fin.toXml() and sids[0][0] in results[0].toXml()
+    page = w.send(CAROL, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><query xmlns='urn:xmpp:mam:2'>"
+                         "<set xmlns='http://jabber.org/protocol/rsm'><max>1</max><before/></set></query></iq>")
+    assert len(page) == 2 and "two" in page[0].toXml()
+    w.iq(ALICE, "set", f"<query xmlns='{ADMIN}'><item jid='carol@example.test' affiliation='outcast'/></query>")
+    denied = w.iq(CAROL, "set", "<query xmlns='urn:xmpp:mam:2'/>")
+    assert error(denied) == "forbidden"
+    info = w.iq(BOB, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()
+    assert "urn:xmpp:mam:2" in info
+
+
+def test_no_archive_when_archive_length_is_zero():
+    w = World(archive_length=0)
+    w.room_with((ALICE, "Alice"))
+    out = w.say(ALICE, "one")
+    assert "urn:xmpp:sid:0" not in out[0].toXml()
+    assert error(w.iq(ALICE, "set", "<query xmlns='urn:xmpp:mam:2'/>")) == "service-unavailable"
