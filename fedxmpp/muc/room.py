@@ -171,6 +171,8 @@ class Room:
         codes = [s.SELF]
         if self.config.non_anonymous:
             codes.append(s.NON_ANONYMOUS)
+        if self.archive is not None:
+            codes.append(s.LOGGED)  # §7.2.12: the archive is readable by others
         if created:
             codes.append(s.CREATED)
         self._send_presence(occupant, occupant, codes, id=stanza.getAttribute("id"))

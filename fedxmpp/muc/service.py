@@ -78,6 +78,10 @@ class MucService:
                 self._room(stanza, frm, to)
         except StanzaError as e:
             self._bounce(stanza, frm, to, e)
+        except Exception:
+            # A bug must not take the router's caller down, nor leave the sender waiting.
+            log.failure("MUC: {name} from {frm} to {to} failed", name=stanza.name, frm=frm.full(), to=to.full())
+            self._bounce(stanza, frm, to, StanzaError("internal-server-error"))
 
     def _bounce(self, stanza: domish.Element, frm: JID, to: JID, error: StanzaError) -> None:
         if stanza.getAttribute("type") in ("error", "result"):

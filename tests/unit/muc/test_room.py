@@ -123,7 +123,7 @@ def test_first_joiner_creates_a_locked_room_and_owns_it():
     w = World()
     out = w.join(ALICE, "Alice")
     presence, subject = out
-    assert presence["from"] == f"{ROOM}/Alice" and codes(presence) == {"110", "201"}
+    assert presence["from"] == f"{ROOM}/Alice" and codes(presence) == {"110", "170", "201"}
     assert presence["id"] == "id1"  # the join presence's id, reflected
     assert (item(presence)["affiliation"], item(presence)["role"]) == ("owner", "moderator")
     assert _child(presence, "urn:xmpp:occupant-id:0", "occupant-id") is not None
@@ -134,7 +134,7 @@ def test_first_joiner_creates_a_locked_room_and_owns_it():
     assert w.instant()["type"] == "result"
     out = w.join(BOB, "Bob")
     assert [o["from"] for o in to(out, BOB, "presence")] == [f"{ROOM}/Alice", f"{ROOM}/Bob"]
-    assert codes(to(out, BOB, "presence")[-1]) == {"110"}
+    assert codes(to(out, BOB, "presence")[-1]) == {"110", "170"}
     assert item(to(out, BOB, "presence")[0]).getAttribute("jid") is None  # semi-anonymous
     assert item(to(out, ALICE, "presence")[0])["jid"] == BOB  # moderators see real JIDs
     items = w.iq(BOB, "get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", to=SERVICE)
@@ -248,10 +248,10 @@ def test_members_only_password_and_full_rooms():
     w.configure(ALICE, membersonly="1")
     assert error(w.join(BOB, "Bob")[0]) == "registration-required"
     w.iq(ALICE, "set", f"<query xmlns='{ADMIN}'><item jid='bob@example.test' affiliation='member'/></query>")
-    assert codes(w.join(BOB, "Bob")[-2]) == {"110"}
+    assert codes(w.join(BOB, "Bob")[-2]) == {"110", "170"}
     w.configure(ALICE, membersonly="0", passwordprotectedroom="1", roomsecret="sesame", maxusers="3")
     assert error(w.join(CAROL, "Carol")[0]) == "not-authorized"
-    assert codes(w.join(CAROL, "Carol", "<password>sesame</password>")[-2]) == {"110"}
+    assert codes(w.join(CAROL, "Carol", "<password>sesame</password>")[-2]) == {"110", "170"}
     assert error(w.join("dave@example.test/d", "Dave", "<password>sesame</password>")[0]) == "service-unavailable"
 
 
@@ -303,7 +303,7 @@ def test_occupant_rate_is_bounded():
 def test_creation_policy_and_rooms_per_user():
     w = World(create="admins", admins=("carol@example.test",))
     assert error(w.join(ALICE, "Alice")[0]) == "not-allowed"
-    assert codes(w.join(CAROL, "Carol")[0]) == {"110", "201"}
+    assert codes(w.join(CAROL, "Carol")[0]) == {"110", "170", "201"}
     w = World()
     assert error(w.join("zed@remote.test/z", "Zed")[0]) == "not-allowed"
     w = World(rooms_per_user=1)
@@ -335,7 +335,7 @@ async def test_persistent_rooms_come_back_with_config_and_owner():
     assert room.config.name == "Kept" and room.config.persistent
     assert room.affiliations == {"alice@example.test": "owner", "bob@example.test": "outcast"}
     assert error(again.join(BOB, "Bob")[0]) == "forbidden"
-    assert codes(again.join(ALICE, "Alice")[0]) == {"110"}
+    assert codes(again.join(ALICE, "Alice")[0]) == {"110", "170"}
     again.configure(ALICE, persistentroom="0")
     assert store.stored == {}
 
@@ -398,7 +398,8 @@ def test_room_archive_stamps_stores_and_answers_mam_queries():
 
 def test_no_archive_when_archive_length_is_zero():
     w = World(archive_length=0)
-    w.room_with((ALICE, "Alice"))
+    assert codes(w.join(ALICE, "Alice")[0]) == {"110", "201"}  # no 170: nothing is logged
+    w.instant()
     out = w.say(ALICE, "one")
     assert "urn:xmpp:sid:0" not in out[0].toXml()
     assert error(w.iq(ALICE, "set", "<query xmlns='urn:xmpp:mam:2'/>")) == "service-unavailable"
