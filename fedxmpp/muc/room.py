@@ -132,7 +132,17 @@ class Room:
             self._change_nick(stanza, occupant, nick)
         else:
             occupant.payload = _payload(stanza)
-            self._broadcast_presence(occupant, id=stanza.getAttribute("id"))
+            x = s.child(stanza, s.MUC, "x")
+            if x is None:
+                self._broadcast_presence(occupant, id=stanza.getAttribute("id"))
+                return
+            # A join from an occupant (a client that lost track, e.g. after a reconnect):
+            # it is sent the room again as on entering; the others see a presence update.
+            for other in list(self.occupants.values()):
+                if other is not occupant:
+                    self._send_presence(other, occupant)
+                    self._send_presence(occupant, other)
+            self._welcome(occupant, stanza, x, created=False)
 
     def _refuse(self, stanza: domish.Element, frm: JID, nick: str, condition: str, text: str | None = None) -> None:
         self._send(s.error_from(stanza, self._nick_jid(nick), frm, StanzaError(condition, text)),
@@ -168,6 +178,11 @@ class Room:
         for other in self.occupants.values():
             if other is not occupant:
                 self._send_presence(occupant, other)
+        self._welcome(occupant, stanza, x, created)
+
+    def _welcome(self, occupant: Occupant, stanza: domish.Element, x: domish.Element | None, created: bool) -> None:
+        """What a joining occupant is sent after the others' presence: its own, history, subject."""
+        frm, now = occupant.real, self.clock.seconds()
         codes = [s.SELF]
         if self.config.non_anonymous:
             codes.append(s.NON_ANONYMOUS)

@@ -403,3 +403,16 @@ def test_no_archive_when_archive_length_is_zero():
     out = w.say(ALICE, "one")
     assert "urn:xmpp:sid:0" not in out[0].toXml()
     assert error(w.iq(ALICE, "set", "<query xmlns='urn:xmpp:mam:2'/>")) == "service-unavailable"
+
+
+def test_a_join_from_an_occupant_sends_the_room_again():
+    """A client that joins again without leaving (it lost its state) gets the others'
+    presence, its own with 110, the history and the subject, as on entering."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    w.say(ALICE, "earlier")
+    out = w.join(BOB, "Bob")
+    mine = to(out, BOB)
+    assert [o.name for o in mine] == ["presence", "presence", "message", "message"]
+    assert mine[0]["from"] == f"{ROOM}/Alice" and "110" in codes(mine[1])
+    assert [o["from"] for o in to(out, ALICE)] == [f"{ROOM}/Bob"]
