@@ -8,7 +8,6 @@ and awaited before the request that changed it is answered.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -20,6 +19,7 @@ from twisted.words.xish import domish
 
 from fedxmpp.config import MucConfig
 from fedxmpp.features import forms
+from fedxmpp.features._shared import background
 from fedxmpp.features.forms import FormError
 from fedxmpp.muc import stanzas as s
 from fedxmpp.muc.affiliations import (
@@ -609,12 +609,7 @@ class Room:
         self.by_real.clear()
 
     def _persist_later(self) -> None:
-        from fedxmpp.features._shared import background
         background(self._persist(self), "muc room save")
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"config": dataclasses.asdict(self.config), "affiliations": dict(self.affiliations),
-                "subject": dataclasses.asdict(self.subject), "salt": self.salt}
 
 
 def _payload(stanza: domish.Element) -> list[domish.Element]:

@@ -52,11 +52,11 @@ class MucService:
             self.archive = RoomArchive(store, self.domain, self.config.archive_length, self.config.archive_page,
                                        self.clock)
         for stored in await store.rooms(self.domain):
-            subject = json.loads(stored.subject)
+            state = json.loads(stored.state)
             room = self._new_room(stored.room, RoomConfig.from_json(stored.config, self.config),
                                   affiliations=json.loads(stored.affiliations),
-                                  subject=Subject(subject.get("text", ""), subject.get("by", "")),
-                                  salt=subject.get("salt"))
+                                  subject=Subject(state.get("subject", ""), state.get("by", "")),
+                                  salt=state.get("salt"))
             self.rooms[stored.room] = room
         log.info("MUC {domain}: {count} persistent rooms loaded", domain=self.domain, count=len(self.rooms))
 
@@ -200,4 +200,4 @@ class MucService:
             return
         await self.store.save(StoredRoom(
             self.domain, name, room.config.to_json(), json.dumps(room.affiliations, sort_keys=True),
-            json.dumps({"text": room.subject.text, "by": room.subject.by, "salt": room.salt})))
+            json.dumps({"subject": room.subject.text, "by": room.subject.by, "salt": room.salt})))

@@ -12,13 +12,13 @@ from fedxmpp.storage.database import Database, Transaction
 
 @dataclass(frozen=True)
 class StoredRoom:
-    """A persistent room as stored: *config*, *affiliations* and *subject* are JSON text."""
+    """A persistent room as stored: *config*, *affiliations* and *state* (subject, occupant-id salt) are JSON text."""
 
     domain: str
     room: str
     config: str
     affiliations: str
-    subject: str
+    state: str
 
 
 class SqlMucStore:
@@ -44,17 +44,17 @@ class SqlMucStore:
 
 
 def _rooms_txn(txn: Transaction, domain: str) -> list[StoredRoom]:
-    txn.execute("SELECT room, config, affiliations, subject FROM muc_rooms WHERE domain = ? ORDER BY room",
+    txn.execute("SELECT room, config, affiliations, state FROM muc_rooms WHERE domain = ? ORDER BY room",
                 (domain,))
     return [StoredRoom(domain, str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in txn.fetchall()]
 
 
 def _save_txn(txn: Transaction, room: StoredRoom) -> None:
     txn.execute(
-        "INSERT INTO muc_rooms (domain, room, config, affiliations, subject) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO muc_rooms (domain, room, config, affiliations, state) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (domain, room) DO UPDATE SET config = excluded.config,"
-        " affiliations = excluded.affiliations, subject = excluded.subject",
-        (room.domain, room.room, room.config, room.affiliations, room.subject))
+        " affiliations = excluded.affiliations, state = excluded.state",
+        (room.domain, room.room, room.config, room.affiliations, room.state))
 
 
 def _delete_txn(txn: Transaction, domain: str, room: str) -> bool:

@@ -1,7 +1,8 @@
 """XEP-0045 persistent rooms and room archives (XEP-0313 on the room JID).
 
 ``muc_rooms``: one row per persistent room with its configuration, affiliations
-and subject as JSON objects (their shape is the MUC service's).
+and state (the subject, the salt of its occupant ids) as JSON objects (their
+shape is the MUC service's).
 
 ``muc_archive``: the messages of every room in archive order (ts, id), as in
 ``archive``; ``archive_id`` carries ``ts``.  Rooms are not accounts: no foreign key.
@@ -13,7 +14,7 @@ _ROOMS = """
         room TEXT NOT NULL,
         config TEXT NOT NULL,
         affiliations TEXT NOT NULL,
-        subject TEXT NOT NULL,
+        state TEXT NOT NULL,
         PRIMARY KEY (domain, room)
     )
     """

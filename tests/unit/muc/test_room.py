@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
