@@ -34,7 +34,7 @@ from fedxmpp.muc.history import History, Request, format_stamp
 from fedxmpp.muc.roomconfig import RoomConfig, apply_form, config_form, info_form
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError
-from fedxmpp.xml.jid import JID, InvalidJID
+from fedxmpp.xml.jid import JID, InvalidJID, prep_resource
 
 log = Logger()
 
@@ -64,7 +64,8 @@ class Subject:
 class Room:
     def __init__(self, jid: JID, config: RoomConfig, limits: MucConfig, clock: Any, send: Send,
                  persist: Callable[[Room], Awaitable[None]], *, affiliations: dict[str, str] | None = None,
-                 subject: Subject | None = None, salt: str | None = None, locked: bool = False) -> None:
+                 subject: Subject | None = None, salt: str | None = None, locked: bool = False,
+                 nicks: dict[str, str] | None = None) -> None:
         self.jid = jid
         self.config = config
         self.limits = limits
@@ -72,6 +73,8 @@ class Room:
         self._send = send
         self._persist = persist
         self.affiliations: dict[str, str] = dict(affiliations or {})
+        # Reserved nicknames (§7.10), by bare JID.
+        self.nicks: dict[str, str] = dict(nicks or {})
         self.subject = subject or Subject()
         self.salt = salt or os.urandom(16).hex()
         # A new room stays locked until its owner configures it or accepts the defaults (§10.1).
@@ -104,6 +107,10 @@ class Room:
     def _occupant_id(self, real: JID) -> str:
         digest = hmac.new(self.salt.encode(), real.bare.full().encode(), hashlib.sha256).digest()
         return digest[:18].hex()
+
+    def _reserved_by_other(self, nick: str, real: JID) -> bool:
+        bare = real.bare.full()
+        return any(n == nick and j != bare for j, n in self.nicks.items())
 
     def _nick_jid(self, nick: str) -> JID:
         return JID(self.jid.user, self.jid.host, nick)
@@ -157,7 +164,7 @@ class Room:
             return self._refuse(stanza, frm, nick, "item-not-found", "This room is locked until its owner configures it")
         if affiliation == "outcast":
             return self._refuse(stanza, frm, nick, "forbidden", "You are banned from this room")
-        if nick in self.occupants:
+        if nick in self.occupants or self._reserved_by_other(nick, frm):
             return self._refuse(stanza, frm, nick, "conflict", "That nickname is in use")
         if self.config.members_only and affiliation_rank(affiliation) < affiliation_rank("member"):
             return self._refuse(stanza, frm, nick, "registration-required", "This room is for members only")
@@ -204,7 +211,7 @@ class Room:
         self._send(subject, JID.parse(subject["from"]), frm)
 
     def _change_nick(self, stanza: domish.Element, occupant: Occupant, nick: str) -> None:
-        if nick in self.occupants:
+        if nick in self.occupants or self._reserved_by_other(nick, occupant.real):
             return self._refuse(stanza, occupant.real, nick, "conflict", "That nickname is in use")
         old = occupant.nick
         for other in list(self.occupants.values()):
@@ -383,9 +390,13 @@ class Room:
                 return None
             raise StanzaError("service-unavailable", "Occupants' addresses answer no queries here")
         if key == ("get", ns.DISCO_INFO, "query"):
+            if payload.getAttribute("node") == "x-roomuser-item":
+                return self._reserved_nick_info(frm)
             if payload.getAttribute("node"):
                 raise StanzaError("item-not-found")
             return self.disco_info()
+        if payload.uri == s.REGISTER and payload.name == "query" and itype in ("get", "set"):
+            return await (self._register_get(frm) if itype == "get" else self._register_set(payload, frm))
         if key == ("get", ns.DISCO_ITEMS, "query"):
             return domish.Element((ns.DISCO_ITEMS, "query"))
         if key == ("get", ns.PING, "ping"):
@@ -403,7 +414,7 @@ class Room:
         identity["type"] = "text"
         identity["name"] = self.config.name or (self.jid.user or "")
         archived = [s.MAM, s.SID] if self.archive is not None else []
-        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, *archived,
+        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, s.REGISTER, *archived,
                                "http://jabber.org/protocol/muc#self-ping-optimization",
                                *self.config.disco_features()]):
             query.addElement("feature")["var"] = feature
@@ -518,6 +529,78 @@ class Room:
             return
         occupant.role = new
         self._broadcast_presence(occupant)
+
+    # registration: reserved nicknames (§7.10) --------------------------------------------
+
+    def _reserved_nick_info(self, frm: JID) -> domish.Element:
+        """§7.12: the nickname *frm* reserved, as the name of an identity (none if none)."""
+        query = domish.Element((ns.DISCO_INFO, "query"))
+        query["node"] = "x-roomuser-item"
+        nick = self.nicks.get(frm.bare.full())
+        if nick:
+            identity = query.addElement("identity")
+            identity["category"] = "conference"
+            identity["type"] = "text"
+            identity["name"] = nick
+        return query
+
+    def _may_register(self, frm: JID) -> None:
+        affiliation = self.affiliation(frm)
+        if affiliation == "outcast":
+            raise StanzaError("forbidden", "You are banned from this room")
+        if self.config.members_only and affiliation_rank(affiliation) < affiliation_rank("member"):
+            raise StanzaError("not-allowed", "Only members may register with this room; ask an admin")
+
+    async def _register_get(self, frm: JID) -> domish.Element:
+        self._may_register(frm)
+        query = domish.Element((s.REGISTER, "query"))
+        nick = self.nicks.get(frm.bare.full())
+        if nick is not None:
+            query.addElement("registered")
+            query.addElement("username", content=nick)
+            return query
+        query.addElement("instructions", content="Choose the nickname to reserve in this room.")
+        query.addChild(forms.build("form", s.REGISTER_FORM, [
+            forms.Field("muc#register_roomnick", "text-single", [], "Nickname")]))
+        return query
+
+    async def _register_set(self, payload: domish.Element, frm: JID) -> None:
+        self._may_register(frm)
+        bare = frm.bare.full()
+        if s.child(payload, s.REGISTER, "remove") is not None:
+            if self.nicks.pop(bare, None) is None:
+                raise StanzaError("item-not-found", "You have no nickname reserved here")
+            if self.affiliations.get(bare) == "member" and not self.config.members_only:
+                del self.affiliations[bare]
+            if self.config.persistent:
+                await self._persist(self)
+            return
+        x = forms.find(payload)
+        try:
+            form = forms.parse(x) if x is not None else None
+        except FormError as e:
+            raise StanzaError("bad-request", str(e)) from None
+        if form is None or form.type != "submit" or form.form_type not in (None, s.REGISTER_FORM):
+            raise StanzaError("bad-request", f"Submit a {s.REGISTER_FORM} form")
+        nick = (form.value("muc#register_roomnick") or "").strip()
+        try:
+            nick = prep_resource(nick) if nick else ""
+        except InvalidJID:
+            raise StanzaError("not-acceptable", "That nickname cannot be used") from None
+        if not nick:
+            raise StanzaError("not-acceptable", "A nickname is required")
+        taken = self.occupants.get(nick)
+        if self._reserved_by_other(nick, frm) or (taken is not None and taken.real.bare.full() != bare):
+            raise StanzaError("conflict", "That nickname is taken")
+        self.nicks[bare] = nick
+        if self.affiliation(frm) == "none":
+            self.affiliations[bare] = "member"
+            for occupant in [o for o in self.occupants.values() if o.real.bare.full() == bare]:
+                occupant.role = default_role("member", self.config.moderated) if occupant.role != "moderator" \
+                    else occupant.role
+                self._broadcast_presence(occupant)
+        if self.config.persistent:
+            await self._persist(self)
 
     # owner protocol (§10) -----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from fedxmpp.config import MucConfig
+from fedxmpp.features._shared import background
 from fedxmpp.muc import stanzas as s
 from fedxmpp.muc.archive import RoomArchive
 from fedxmpp.muc.room import Room, Subject
@@ -56,7 +57,7 @@ class MucService:
             room = self._new_room(stored.room, RoomConfig.from_json(stored.config, self.config),
                                   affiliations=json.loads(stored.affiliations),
                                   subject=Subject(state.get("subject", ""), state.get("by", "")),
-                                  salt=state.get("salt"))
+                                  salt=state.get("salt"), nicks=state.get("nicks", {}))
             self.rooms[stored.room] = room
         log.info("MUC {domain}: {count} persistent rooms loaded", domain=self.domain, count=len(self.rooms))
 
@@ -188,16 +189,22 @@ class MucService:
 
     def _empty(self, room: Room) -> None:
         if room.destroyed or not room.config.persistent:
-            if self.rooms.get(room.jid.user or "") is room:
-                del self.rooms[room.jid.user or ""]
+            name = room.jid.user or ""
+            if self.rooms.get(name) is room:
+                del self.rooms[name]
+            if self.store is not None and not room.destroyed:
+                # A temporary room ends with its last occupant, and so does its archive: a new
+                # room of the same name must not show it.
+                background(self.store.delete(self.domain, name, with_archive=True), "MUC room end")
 
     async def _save(self, room: Room) -> None:
         if self.store is None:
             return
         name = room.jid.user or ""
         if room.destroyed or not room.config.persistent:
-            await self.store.delete(self.domain, name)
+            await self.store.delete(self.domain, name, with_archive=room.destroyed)
             return
         await self.store.save(StoredRoom(
             self.domain, name, room.config.to_json(), json.dumps(room.affiliations, sort_keys=True),
-            json.dumps({"subject": room.subject.text, "by": room.subject.by, "salt": room.salt})))
+            json.dumps({"subject": room.subject.text, "by": room.subject.by, "salt": room.salt,
+                        "nicks": room.nicks}, sort_keys=True)))

@@ -21,6 +21,8 @@ DELAY = "urn:xmpp:delay"
 SID = "urn:xmpp:sid:0"
 MAM = "urn:xmpp:mam:2"
 CONFERENCE = "jabber:x:conference"
+REGISTER = "jabber:iq:register"
+REGISTER_FORM = f"{MUC}#register"
 
 # Status codes (XEP-0045 §15.6).
 NON_ANONYMOUS = "100"

@@ -227,8 +227,9 @@ class MucStore(Protocol):
     async def save(self, room: StoredRoom) -> None:
         """Create or replace the room's row."""
 
-    async def delete(self, domain: str, room: str) -> bool:
-        """Forget the room and its archive; False if the room was not stored."""
+    async def delete(self, domain: str, room: str, *, with_archive: bool = True) -> bool:
+        """Forget the stored room (a room that stays, but is no longer persistent,
+        keeps its archive: *with_archive* false); False if the room was not stored."""
 
     async def archive(self, domain: str, room: str, entries: Sequence[ArchivedMessage], keep: int) -> None:
         """Add *entries* to the room's archive, then keep only its newest *keep* messages."""

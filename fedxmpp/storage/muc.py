@@ -33,8 +33,8 @@ class SqlMucStore:
     async def save(self, room: StoredRoom) -> None:
         await self._db.run_interaction("muc save", _save_txn, room)
 
-    async def delete(self, domain: str, room: str) -> bool:
-        return await self._db.run_interaction("muc delete", _delete_txn, domain, room)
+    async def delete(self, domain: str, room: str, *, with_archive: bool = True) -> bool:
+        return await self._db.run_interaction("muc delete", _delete_txn, domain, room, with_archive)
 
     async def archive(self, domain: str, room: str, entries: Sequence[ArchivedMessage], keep: int) -> None:
         await self._db.run_interaction("muc archive", _archive_txn, domain, room, entries, keep)
@@ -57,11 +57,12 @@ def _save_txn(txn: Transaction, room: StoredRoom) -> None:
         (room.domain, room.room, room.config, room.affiliations, room.state))
 
 
-def _delete_txn(txn: Transaction, domain: str, room: str) -> bool:
+def _delete_txn(txn: Transaction, domain: str, room: str, with_archive: bool) -> bool:
     txn.execute("SELECT 1 FROM muc_rooms WHERE domain = ? AND room = ?", (domain, room))
     found = txn.fetchone() is not None
     txn.execute("DELETE FROM muc_rooms WHERE domain = ? AND room = ?", (domain, room))
-    txn.execute("DELETE FROM muc_archive WHERE domain = ? AND room = ?", (domain, room))
+    if with_archive:
+        txn.execute("DELETE FROM muc_archive WHERE domain = ? AND room = ?", (domain, room))
     return found
 
 

@@ -415,3 +415,45 @@ def test_a_join_from_an_occupant_sends_the_room_again():
     assert [o.name for o in mine] == ["presence", "presence", "message", "message"]
     assert mine[0]["from"] == f"{ROOM}/Alice" and "110" in codes(mine[1])
     assert [o["from"] for o in to(out, ALICE)] == [f"{ROOM}/Bob"]
+
+
+def test_registration_reserves_a_nick_and_makes_a_member():
+    """jabber:iq:register with a room (§7.10): the form, a reserved nickname that
+    makes the user a member and that nobody else may take (<conflict/>), found
+    again with disco#info node x-roomuser-item, kept across a restart, and
+    cancelled with <remove/>."""
+    store = MemoryMucStore()
+    w = World(store)
+    w.room_with((ALICE, "Alice"))
+    w.configure(ALICE, persistentroom="1")
+    form = w.iq(BOB, "get", "<query xmlns='jabber:iq:register'/>")
+    assert "muc#register_roomnick" in form.toXml() and "muc#register" in form.toXml()
+    register = ("<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+                f"<field var='FORM_TYPE'><value>{MUC}#register</value></field>"
+                "<field var='muc#register_roomnick'><value>{nick}</value></field></x></query>")
+    assert error(w.iq(BOB, "set", register.format(nick="Alice"))) == "conflict"  # in use by another
+    assert w.iq(BOB, "set", register.format(nick="Bobby"))["type"] == "result"
+    assert w.service.rooms["lobby"].affiliations["bob@example.test"] == "member"
+    assert error(w.join(CAROL, "Bobby")[0]) == "conflict"
+    assert "<username>Bobby</username>" in w.iq(BOB, "get", "<query xmlns='jabber:iq:register'/>").toXml()
+    again = World(store)
+    info = again.iq(BOB, "get", "<query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/>")
+    assert "name='Bobby'" in info.toXml() or 'name="Bobby"' in info.toXml()
+    assert error(again.join(CAROL, "Bobby")[0]) == "conflict"
+    assert again.iq(BOB, "set", "<query xmlns='jabber:iq:register'><remove/></query>")["type"] == "result"
+    assert "bob@example.test" not in again.service.rooms["lobby"].affiliations
+    assert codes(again.join(CAROL, "Bobby")[0]) >= {"110"}
+
+
+def test_a_temporary_room_takes_its_archive_with_it():
+    """When the last occupant leaves a temporary room, its archive goes too: a new
+    room of the same name starts empty.  A persistent room turned temporary keeps
+    its archive while it lives."""
+    w = World()
+    w.room_with((ALICE, "Alice"))
+    w.configure(ALICE, persistentroom="1")
+    w.say(ALICE, "kept")
+    w.configure(ALICE, persistentroom="0")
+    assert len(w.store.archived[(SERVICE, "lobby")]) == 1
+    w.send(ALICE, f"<presence xmlns='jabber:client' to='{ROOM}/Alice' type='unavailable'/>")
+    assert (SERVICE, "lobby") not in w.store.archived

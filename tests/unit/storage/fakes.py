@@ -359,8 +359,9 @@ class MemoryMucStore:
     async def save(self, room: StoredRoom) -> None:
         self.stored[(room.domain, room.room)] = room
 
-    async def delete(self, domain: str, room: str) -> bool:
-        self.archived.pop((domain, room), None)
+    async def delete(self, domain: str, room: str, *, with_archive: bool = True) -> bool:
+        if with_archive:
+            self.archived.pop((domain, room), None)
         return self.stored.pop((domain, room), None) is not None
 
     async def archive(self, domain: str, room: str, entries: Sequence[ArchivedMessage], keep: int) -> None:

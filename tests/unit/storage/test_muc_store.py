@@ -69,6 +69,8 @@ async def test_room_archive_keeps_the_newest_and_pages(storage):
     with pytest.raises(UnknownArchiveId):
         await muc.query(D, "lobby", ArchiveQuery(after=messages[0].archive_id))  # dropped by keep
     await muc.save(StoredRoom(D, "lobby", "{}", "{}", "{}"))
+    assert await muc.delete(D, "lobby", with_archive=False)  # no longer persistent, still there
+    assert (await muc.query(D, "lobby", ArchiveQuery())).count == 6
     await muc.delete(D, "lobby")
     assert (await muc.query(D, "lobby", ArchiveQuery())).count == 0
     assert (await muc.query(D, "attic", ArchiveQuery())).count == 1
