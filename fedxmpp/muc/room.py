@@ -287,6 +287,9 @@ class Room:
             x = s.child(stanza, s.USER, "x")
             if mtype != "groupchat" and x is not None and (s.child(x, s.USER, "invite") or s.child(x, s.USER, "decline")):
                 return self._invitation(stanza, frm, x, occupant)
+            form_el = forms.find(stanza) if mtype != "groupchat" else None
+            if form_el is not None:
+                return self._voice_request(form_el, occupant)
             if mtype != "groupchat":
                 raise StanzaError("bad-request", "Messages to a room are of type groupchat")
             if occupant is None:
@@ -336,6 +339,43 @@ class Room:
             self.history.add(self.clock.seconds(), reflected)
         for other in list(self.occupants.values()):
             self._send(_readdressed(reflected, other.real), frm, other.real)
+
+    def _voice_request(self, form_el: domish.Element, occupant: Occupant | None) -> None:
+        """§7.13 and §8.6: a visitor asks for voice; moderators get the request as a
+        form, and one who submits it with muc#request_allow true gives voice."""
+        try:
+            form = forms.parse(form_el)
+        except FormError as e:
+            raise StanzaError("bad-request", str(e)) from None
+        if form.form_type != s.REQUEST:
+            raise StanzaError("bad-request", "Unknown form")
+        if occupant is None:
+            raise StanzaError("not-acceptable", "Only occupants may ask or answer")
+        if form.type == "submit" and form.value("muc#request_allow") is not None:
+            if occupant.role != "moderator":
+                raise StanzaError("forbidden", "Only moderators answer voice requests")
+            try:
+                allow = forms.boolean(form.value("muc#request_allow"))
+            except FormError as e:
+                raise StanzaError("bad-request", str(e)) from None
+            target = self.occupants.get(form.value("muc#roomnick") or "")
+            if allow and target is not None and target.role == "visitor":
+                self._set_role(target, "participant", "", occupant.nick)
+            return
+        if form.type != "submit" or form.value("muc#role") != "participant":
+            raise StanzaError("bad-request", "Ask for the participant role")
+        if occupant.role != "visitor":
+            return  # nothing to ask for
+        request = forms.build("form", s.REQUEST, [
+            forms.Field("muc#role", "list-single", ["participant"], "Requested role"),
+            forms.Field("muc#jid", "jid-single", [occupant.real.full()], "User ID"),
+            forms.Field("muc#roomnick", "text-single", [occupant.nick], "Room Nickname"),
+            forms.Field("muc#request_allow", "boolean", ["false"], "Grant voice to this person?"),
+        ])
+        for moderator in [o for o in self.occupants.values() if o.role == "moderator"]:
+            m = s.stanza("message", self.jid, moderator.real, id=_new_id())
+            m.addChild(request)
+            self._send(m, self.jid, moderator.real)
 
     def _invitation(self, stanza: domish.Element, frm: JID, x: domish.Element, occupant: Occupant | None) -> None:
         invite = s.child(x, s.USER, "invite")

@@ -23,6 +23,7 @@ MAM = "urn:xmpp:mam:2"
 CONFERENCE = "jabber:x:conference"
 REGISTER = "jabber:iq:register"
 REGISTER_FORM = f"{MUC}#register"
+REQUEST = f"{MUC}#request"
 
 # Status codes (XEP-0045 §15.6).
 NON_ANONYMOUS = "100"

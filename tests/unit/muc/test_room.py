@@ -457,3 +457,26 @@ def test_a_temporary_room_takes_its_archive_with_it():
     assert len(w.store.archived[(SERVICE, "lobby")]) == 1
     w.send(ALICE, f"<presence xmlns='jabber:client' to='{ROOM}/Alice' type='unavailable'/>")
     assert (SERVICE, "lobby") not in w.store.archived
+
+
+def test_voice_request_goes_to_moderators_who_may_grant_it():
+    """§7.13/§8.6: a visitor's muc#request reaches the moderators as a form; one who
+    submits it with muc#request_allow true gives the visitor voice."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    w.configure(ALICE, moderatedroom="1")
+    w.send(BOB, f"<presence xmlns='jabber:client' to='{ROOM}/Bob' type='unavailable'/>")
+    w.join(BOB, "Bob")
+    assert w.service.rooms["lobby"].occupants["Bob"].role == "visitor"
+    ask = (f"<message xmlns='jabber:client' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>"
+           f"<field var='FORM_TYPE'><value>{MUC}#request</value></field>"
+           "<field var='muc#role'><value>participant</value></field></x></message>")
+    out = w.send(BOB, ask)
+    assert [o["to"] for o in out] == [ALICE] and "muc#request_allow" in out[0].toXml()
+    answer = (f"<message xmlns='jabber:client' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>"
+              f"<field var='FORM_TYPE'><value>{MUC}#request</value></field>"
+              "<field var='muc#roomnick'><value>Bob</value></field>"
+              "<field var='muc#request_allow'><value>true</value></field></x></message>")
+    assert error(w.send(BOB, answer)[0]) == "forbidden"
+    w.send(ALICE, answer)
+    assert w.service.rooms["lobby"].occupants["Bob"].role == "participant"
