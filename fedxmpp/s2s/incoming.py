@@ -130,6 +130,9 @@ class IncomingHandler:
         else:
             stream.fail(StreamError("unsupported-stanza-type", f"<{element.name}/> is not expected here"))
 
+    def stream_closing(self, stream: ServerStream) -> None:
+        pass  # routes go when the connection does (stream_closed)
+
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         self.closed = True
         if self.authed:

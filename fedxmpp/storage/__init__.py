@@ -42,6 +42,7 @@ from fedxmpp.storage.offline import SqlOfflineStore
 from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
 from fedxmpp.storage.schema import load_migrations
+from fedxmpp.storage.sm_pending import PendingStanza, SqlPendingStore
 from fedxmpp.storage.sqlite import SqliteEngine
 
 if TYPE_CHECKING:
@@ -49,9 +50,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
-    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "MucStore", "NoSuchAccount", "OfflineStore",
-    "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError",
-    "Storage", "StorageError", "StoredRoom", "Subscription", "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
+    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "MucStore", "NoSuchAccount",
+    "OfflineStore", "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem",
+    "RosterStore", "SUBSCRIPTIONS", "SchemaError", "Storage", "StorageError", "StoredRoom", "Subscription",
+    "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
     "open_storage",
 ]
 
@@ -128,11 +130,30 @@ class OfflineStore(Protocol):
         """Keep *stanza_xml* for the user unless they already have *quota*
         messages waiting; returns whether it was stored."""
 
-    async def take_all(self, user: str, domain: str) -> list[str]:
-        """The user's waiting messages, oldest first, deleted in the same transaction."""
+    async def read(self, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """At most *limit* of the user's waiting messages with an id above *after*,
+        oldest first, as ``(id, stanza_xml)``; nothing is deleted."""
+
+    async def delete(self, user: str, domain: str, ids: Sequence[int]) -> int:
+        """Delete the user's messages with these ids (delivered); how many were there."""
 
     async def count(self, user: str, domain: str) -> int:
         ...
+
+
+class PendingStore(Protocol):
+    """What was sent to hibernating stream-management sessions (XEP-0198), kept
+    until the session resumes or its stanzas have gone elsewhere, so that a
+    server restarting after a crash finds them."""
+
+    async def add(self, rows: Sequence[PendingStanza]) -> None:
+        """Keep *rows* (in one transaction); rows of accounts that no longer exist are skipped."""
+
+    async def remove(self, resume_id: str) -> None:
+        """Forget every row of a session."""
+
+    async def all(self) -> list[PendingStanza]:
+        """Every row, oldest first."""
 
 
 class KeyValStore(Protocol):
@@ -244,7 +265,8 @@ class Storage:
 
     def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
                  offline: OfflineStore, keyval: KeyValStore, archive: ArchiveStore,
-                 pubsub: PubsubStore, muc: MucStore | None = None) -> None:
+                 pubsub: PubsubStore, sm_pending: PendingStore | None = None,
+                 muc: MucStore | None = None) -> None:
         self.database = database
         self.accounts = accounts
         self.roster = roster
@@ -252,6 +274,7 @@ class Storage:
         self.keyval = keyval
         self.archive = archive
         self.pubsub = pubsub
+        self.sm_pending = sm_pending
         self.muc = muc
 
     def close(self) -> None:
@@ -283,7 +306,7 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
         raise
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
-                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database),
+                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database),
                    muc=SqlMucStore(database))
 
 

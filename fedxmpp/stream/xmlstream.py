@@ -32,6 +32,7 @@ from contextvars import ContextVar
 from typing import Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet import interfaces
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -52,6 +53,8 @@ CLOSE_TIMEOUT = 2.0
 # Why reading from a peer is paused (besides the streams it waits for).
 SHAPED = "shaped"
 NOT_READING = "not-reading"
+# The session above holds reading while too many of its stanzas wait for storage.
+SETTLING = "settling"
 
 # The stream whose bytes are being handled: whatever is written meanwhile, it fed.
 _feeding: ContextVar[ServerStream | None] = ContextVar("fedxmpp_feeding", default=None)
@@ -75,6 +78,10 @@ class StreamHandler(TypingProtocol):
 
     def element_received(self, stream: ServerStream, element: domish.Element) -> None:
         """A complete top-level element (stanza or nonza) arrived."""
+
+    def stream_closing(self, stream: ServerStream) -> None:
+        """The stream is closing (a closing tag or a stream error sent, or the
+        connection aborted): nothing more will be written to it."""
 
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         """The connection is gone, cleanly or not."""
@@ -137,6 +144,12 @@ class ServerStream(Protocol):
         # Called once, just before our stream error or closing tag: the last
         # words of the layer above (XEP-0198's final <a h/>).
         self.before_close: Callable[[], None] | None = None
+        self._lost = False
+        self._closing_told = False
+        # Waiting for the transport to take more (writable) or to have passed on
+        # what was written (flushed); see those methods.
+        self._writable_waiters: list[Deferred[bool]] = []
+        self._flushed_waiters: list[Deferred[bool]] = []
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -151,6 +164,7 @@ class ServerStream(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.closed = True
+        self._lost = True
         self._release_waiting()
         for call in (self._negotiation_call, self._idle_call, self._keepalive_call, self._abort_call,
                      self._shaper_call):
@@ -159,6 +173,9 @@ class ServerStream(Protocol):
         self._negotiation_call = self._idle_call = self._keepalive_call = self._shaper_call = None
         self._parser = None
         self.handler.stream_closed(self, reason)
+        # After the handler: a writer woken now sees the session as it is (ended, or hibernating).
+        self._release(self._writable_waiters, False)
+        self._release(self._flushed_waiters, False)
         if self.on_lost is not None:
             self.on_lost(self)
 
@@ -213,6 +230,7 @@ class ServerStream(Protocol):
                 self.closed = True
                 self._release_waiting()
                 self.transport.abortConnection()
+                self._closing()
                 return
             self._hold_feeder()
         self.transport.write(data)
@@ -249,6 +267,65 @@ class ServerStream(Protocol):
         self.transport.loseConnection()
         # A TLS close waits for the peer's close_notify, which a peer may never send.
         self._abort_call = self.clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
+        self._closing()
+
+    def _closing(self) -> None:
+        """Nothing more will be written: no more waiting for room, and the handler
+        is told once, so that its session stops being a destination now rather
+        than when the peer finally drops the connection."""
+        if not self._closing_told:
+            self._closing_told = True
+            self.handler.stream_closing(self)
+        self._release(self._writable_waiters, False)
+
+    # -- flow control for those who write a lot (offline messages) -------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether the transport asked us to stop writing (its buffer is full)."""
+        return self._paused
+
+    def writable(self) -> Deferred[bool]:
+        """True as soon as the transport takes writes without queueing past its
+        buffer (at once unless paused); False if the stream closes first."""
+        if self.closed:
+            return succeed(False)
+        if not self._paused:
+            return succeed(True)
+        d: Deferred[bool] = Deferred()
+        self._writable_waiters.append(d)
+        return d
+
+    def flushed(self) -> Deferred[bool]:
+        """True once what was written so far has been passed on by Twisted while
+        the connection is open; False if the connection is lost first.
+
+        Twisted says so exactly when it resumes a paused stream: its buffer is
+        empty then.  When the writes did not fill the buffer no such signal
+        comes, so two reactor turns later without a pause count too: the TLS
+        layer hands its bytes down in the next turn, and the reactor writes a
+        socket's buffer in its I/O pass between the two.
+        """
+        if self._lost:
+            return succeed(False)
+        d: Deferred[bool] = Deferred()
+        self._flushed_waiters.append(d)
+        self.clock.callLater(0, self.clock.callLater, 0, self._flush_turns_done, d)
+        return d
+
+    def _flush_turns_done(self, d: Deferred[bool]) -> None:
+        if d.called or self._lost or self._paused:
+            return  # settled already, or settled by resumeProducing / connectionLost
+        self._flushed_waiters.remove(d)
+        d.callback(True)
+
+    @staticmethod
+    def _release(waiters: list[Deferred[bool]], value: bool) -> None:
+        pending = list(waiters)
+        waiters.clear()
+        for d in pending:
+            if not d.called:
+                d.callback(value)
 
     def _last_words(self) -> None:
         before, self.before_close = self.before_close, None
@@ -339,6 +416,14 @@ class ServerStream(Protocol):
 
     # -- reading paused: shaping and backpressure ----------------------------------
 
+    def hold_reading(self, held: bool) -> None:
+        """Stop (True) or start again (False) reading from the peer for the layer
+        above, independently of every other reason reading is paused."""
+        if held:
+            self._hold_reading(SETTLING)
+        else:
+            self._release_reading(SETTLING)
+
     def _hold_reading(self, why: object) -> None:
         first = not self._holds
         self._holds.add(why)
@@ -404,8 +489,12 @@ class ServerStream(Protocol):
     def resumeProducing(self) -> None:
         self._paused = False
         self._unread_bytes = 0
+        # The transport's buffer is empty: everything written so far was passed on.
+        self._release(self._flushed_waiters, True)
         self._release_waiting()
         self._release_reading(NOT_READING)
+        if not self.closed:
+            self._release(self._writable_waiters, True)
 
     def stopProducing(self) -> None:
         self._paused = False

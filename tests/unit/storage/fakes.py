@@ -7,7 +7,7 @@ reason it is not production code.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from fedxmpp.storage import (
     AccountExists,
@@ -143,7 +143,10 @@ class MemoryOfflineStore:
 
     def __init__(self, accounts: MemoryAccountStore | None = None) -> None:
         self.accounts = accounts
+        #: The stanzas per user, oldest first, and their ids (in step).
         self.messages: dict[tuple[str, str], list[str]] = {}
+        self.ids: dict[tuple[str, str], list[int]] = {}
+        self._next_id = 1
 
     async def store(self, user: str, domain: str, stanza_xml: str, quota: int) -> bool:
         _check_account(self.accounts, user, domain)
@@ -151,13 +154,48 @@ class MemoryOfflineStore:
         if len(queue) >= quota:
             return False
         queue.append(stanza_xml)
+        self.ids.setdefault((user, domain), []).append(self._next_id)
+        self._next_id += 1
         return True
 
-    async def take_all(self, user: str, domain: str) -> list[str]:
-        return self.messages.pop((user, domain), [])
+    async def read(self, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
+        rows = zip(self.ids.get((user, domain), []), self.messages.get((user, domain), []))
+        return [row for row in rows if row[0] > after][:limit]
+
+    async def delete(self, user: str, domain: str, ids: Sequence[int]) -> int:
+        key = (user, domain)
+        gone = set(ids)
+        kept = [(i, m) for i, m in zip(self.ids.get(key, []), self.messages.get(key, [])) if i not in gone]
+        deleted = len(self.ids.get(key, [])) - len(kept)
+        if kept:
+            self.ids[key], self.messages[key] = [i for i, _ in kept], [m for _, m in kept]
+        else:
+            self.ids.pop(key, None)
+            self.messages.pop(key, None)
+        return deleted
 
     async def count(self, user: str, domain: str) -> int:
         return len(self.messages.get((user, domain), []))
+
+
+class MemoryPendingStore:
+    """An in-memory PendingStore (stanzas of hibernating sessions); ``gate``, when
+    set, is a Deferred that every write waits for (a slow disk)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.gate: Any = None
+
+    async def add(self, rows: Sequence[Any]) -> None:
+        if self.gate is not None:
+            await self.gate
+        self.rows.extend(rows)
+
+    async def remove(self, resume_id: str) -> None:
+        self.rows = [r for r in self.rows if r.resume_id != resume_id]
+
+    async def all(self) -> list[Any]:
+        return list(self.rows)
 
 
 class MemoryKeyValStore:
@@ -404,6 +442,7 @@ class MemoryStorage:
         self.keyval = MemoryKeyValStore(self.accounts)
         self.archive = MemoryArchiveStore(self.accounts)
         self.pubsub = MemoryPubsubStore(self.accounts)
+        self.sm_pending = MemoryPendingStore()
         self.muc = MemoryMucStore()
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ class Limits:
 class RecordingHandler:
     def __init__(self) -> None:
         self.elements: list[domish.Element] = []
+        self.closing = 0
         self.closed = 0
 
     def stream_opened(self, stream, root):
@@ -42,6 +43,9 @@ class RecordingHandler:
 
     def element_received(self, stream, element):
         self.elements.append(element)
+
+    def stream_closing(self, stream):
+        self.closing += 1
 
     def stream_closed(self, stream, reason):
         self.closed += 1
@@ -335,3 +339,84 @@ def test_a_recipient_that_closes_releases_its_waiting_senders():
     sender.dataReceived(b"<message><body>x</body></message>")
     recipient.connectionLost(None)
     assert sender_transport.producerState == "producing"
+
+
+def test_handler_is_told_of_the_closing_once_when_it_starts():
+    """The peer's closing tag, our close, a stream error and an abort for a peer
+    that stopped reading each tell the handler the stream is closing, at once and
+    once, before the connection is gone."""
+    stream, handler, _, _ = connect()
+    stream.dataReceived(HEADER + b"</stream:stream>")
+    assert (handler.closing, handler.closed) == (1, 0)
+    stream.close()
+    stream.connectionLost(None)
+    assert (handler.closing, handler.closed) == (1, 1)
+
+    stream, handler, _, _ = connect()
+    stream.dataReceived(HEADER)
+    stream.fail(StreamError("conflict"))
+    assert handler.closing == 1
+
+    stream, handler, _, _ = connect()
+    stream.dataReceived(HEADER)
+    stream.pauseProducing()
+    for _ in range(30):
+        stream.write("x" * 1000)
+    assert stream.closed and handler.closing == 1
+
+
+def test_writable_waits_for_the_transport_to_resume():
+    """writable() is True at once while the transport takes writes; while paused
+    it waits for resumeProducing, and it is False when the stream closes first."""
+    stream, _, _, _ = connect()
+    stream.dataReceived(HEADER)
+    assert stream.writable().result is True
+    stream.pauseProducing()
+    waiting = stream.writable()
+    assert not waiting.called
+    stream.resumeProducing()
+    assert waiting.result is True
+    stream.pauseProducing()
+    waiting = stream.writable()
+    stream.close()
+    assert waiting.result is False
+
+
+def test_flushed_after_two_turns_or_a_resume_and_never_after_a_drop():
+    """flushed() fires True two reactor turns after the writes when the transport
+    never paused, or when a paused transport resumes (its buffer is empty); it
+    fires False when the connection is lost first, and waits while paused."""
+    stream, _, _, clock = connect()
+    stream.dataReceived(HEADER)
+    stream.write("<message/>")
+    d = stream.flushed()
+    assert not d.called  # not in this turn (task.Clock runs both later turns at once)
+    clock.advance(0)
+    assert d.result is True
+
+    stream.pauseProducing()
+    d = stream.flushed()
+    clock.advance(0)
+    clock.advance(0)
+    assert not d.called  # still in Twisted's buffer
+    stream.resumeProducing()
+    assert d.result is True
+
+    d = stream.flushed()
+    stream.pauseProducing()
+    stream.connectionLost(None)
+    assert d.result is False
+    assert stream.flushed().result is False
+
+
+def test_flushed_survives_our_clean_close():
+    """What was written before our closing tag is still flushed by Twisted's
+    loseConnection: after close() the connection is open until it is lost."""
+    stream, _, _, clock = connect()
+    stream.dataReceived(HEADER)
+    stream.write("<message/>")
+    d = stream.flushed()
+    stream.close()
+    clock.advance(0)
+    clock.advance(0)
+    assert d.result is True
