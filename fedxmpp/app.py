@@ -83,6 +83,7 @@ class FedXmpp(MultiService):
         self.muc = MucService(config.muc, config.server.domains, self.router, reactor) if config.muc.domain else None
         if self.muc is not None:
             self.features.disco.item_providers.append(self.muc.disco_items)
+            self.hooks.add("storage/flush", lambda _: self.muc.flushed())
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)

@@ -51,7 +51,8 @@ class RoomArchive:
         sid["by"] = room.jid.full()
         return ArchivedMessage(archive_id, micros, serialize(reflected, ns.CLIENT))
 
-    def record(self, room: Room, entry: ArchivedMessage) -> None:
+    def record(self, room: Room, entry: ArchivedMessage) -> defer.Deferred[None]:
+        """Write *entry* in the background; the Deferred fires once it is committed (or failed, logged)."""
         d = defer.Deferred.fromCoroutine(self.store.archive(self.domain, room.jid.user or "", [entry], self.keep))
         self._writing.add(d)
 
@@ -60,6 +61,11 @@ class RoomArchive:
 
         d.addErrback(failed)
         d.addBoth(lambda _: self._writing.discard(d))
+        return d
+
+    def flushed(self) -> defer.Deferred[Any]:
+        """Fires once every write under way is done (before storage closes)."""
+        return defer.DeferredList(list(self._writing))
 
     async def query(self, room: Room, stanza: domish.Element, frm: JID, send: Any) -> domish.Element | None:
         """Answer a MAM iq to *room*: the form (get), or results then ``<fin/>`` (set)."""
@@ -83,7 +89,7 @@ class RoomArchive:
         if q.with_jid is not None:
             raise StanzaError("feature-not-implemented", "A room's archive has no 'with' filter")
         if self._writing:
-            await defer.DeferredList(list(self._writing))
+            await self.flushed()
         try:
             page = await self.store.query(self.domain, room.jid.user or "", q)
         except UnknownArchiveId as e:

@@ -32,6 +32,7 @@ from fedxmpp.muc.affiliations import (
 )
 from fedxmpp.muc.history import History, Request, format_stamp
 from fedxmpp.muc.roomconfig import RoomConfig, apply_form, config_form, info_form
+from fedxmpp.router import Settled
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError
 from fedxmpp.xml.jid import JID, InvalidJID, prep_resource
@@ -275,28 +276,31 @@ class Room:
 
     # -- messages ------------------------------------------------------------------------
 
-    def message(self, stanza: domish.Element, frm: JID, nick: str | None) -> None:
+    def message(self, stanza: domish.Element, frm: JID, nick: str | None) -> Settled:
+        """Handle a message to the room or to an occupant; a Deferred when it is not
+        settled yet (its archive row is being written)."""
         mtype = stanza.getAttribute("type")
         occupant = self.occupant_of(frm)
         if mtype == "error":
-            # An occupant's server answering the room with an error: its client is gone (§7.2.x, 333).
+            # An occupant's server answering the room with an error: its client is gone (status 333).
             if occupant is not None and nick in (None, occupant.nick):
                 self._leave(occupant, [s.TECHNICAL])
-            return
+            return None
         if nick is None:
             x = s.child(stanza, s.USER, "x")
             if mtype != "groupchat" and x is not None and (s.child(x, s.USER, "invite") or s.child(x, s.USER, "decline")):
-                return self._invitation(stanza, frm, x, occupant)
+                self._invitation(stanza, frm, x, occupant)
+                return None
             form_el = forms.find(stanza) if mtype != "groupchat" else None
             if form_el is not None:
-                return self._voice_request(form_el, occupant)
+                self._voice_request(form_el, occupant)
+                return None
             if mtype != "groupchat":
                 raise StanzaError("bad-request", "Messages to a room are of type groupchat")
             if occupant is None:
                 raise StanzaError("not-acceptable", "Only occupants may send messages to the room")
             self._throttle(occupant)
-            self._groupchat(stanza, occupant)
-            return
+            return self._groupchat(stanza, occupant)
         if occupant is None:
             raise StanzaError("not-acceptable", "Only occupants may send private messages")
         if mtype == "groupchat":
@@ -309,6 +313,7 @@ class Room:
         pm.addChild(s.user_x())
         pm.addChild(s.occupant_id(occupant.occupant_id))
         self._send(pm, self._nick_jid(occupant.nick), target.real)
+        return None
 
     def _throttle(self, occupant: Occupant) -> None:
         now = self.clock.seconds()
@@ -319,7 +324,7 @@ class Room:
             raise StanzaError("resource-constraint", "You are sending too fast; wait a moment")
         occupant.tokens -= 1.0
 
-    def _groupchat(self, stanza: domish.Element, occupant: Occupant) -> None:
+    def _groupchat(self, stanza: domish.Element, occupant: Occupant) -> Settled:
         subject = s.child(stanza, stanza.uri, "subject")
         has_body = s.child(stanza, stanza.uri, "body") is not None
         if occupant.role == "visitor":
@@ -333,12 +338,14 @@ class Room:
         frm = self._nick_jid(occupant.nick)
         reflected = _copy_message(stanza, frm, None)
         reflected.addChild(s.occupant_id(occupant.occupant_id))
+        written = None
         if subject is None or has_body:
             if self.archive is not None and has_body:
-                self.archive.record(self, self.archive.stamp(self, reflected))
+                written = self.archive.record(self, self.archive.stamp(self, reflected))
             self.history.add(self.clock.seconds(), reflected)
         for other in list(self.occupants.values()):
             self._send(_readdressed(reflected, other.real), frm, other.real)
+        return written
 
     def _voice_request(self, form_el: domish.Element, occupant: Occupant | None) -> None:
         """§7.13 and §8.6: a visitor asks for voice; moderators get the request as a

@@ -21,7 +21,7 @@ from fedxmpp.muc import stanzas as s
 from fedxmpp.muc.archive import RoomArchive
 from fedxmpp.muc.room import Room, Subject
 from fedxmpp.muc.roomconfig import RoomConfig
-from fedxmpp.router import Router
+from fedxmpp.router import Router, Settled
 from fedxmpp.storage import MucStore, StoredRoom
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError
@@ -61,6 +61,10 @@ class MucService:
             self.rooms[stored.room] = room
         log.info("MUC {domain}: {count} persistent rooms loaded", domain=self.domain, count=len(self.rooms))
 
+    def flushed(self) -> defer.Deferred[Any] | None:
+        """Fires once the room archive's writes under way are done (``storage/flush``)."""
+        return None if self.archive is None else self.archive.flushed()
+
     def shutdown(self) -> None:
         for room in list(self.rooms.values()):
             room.shutdown()
@@ -71,18 +75,22 @@ class MucService:
 
     # -- routing -------------------------------------------------------------------------
 
-    def route(self, stanza: domish.Element, frm: JID, to: JID) -> None:
+    def route(self, stanza: domish.Element, frm: JID, to: JID) -> Settled:
+        """The route for the service's domain; a Deferred while what the stanza caused
+        is not committed yet (a room's archive row)."""
         try:
             if to.user is None:
                 self._service(stanza, frm, to)
-            else:
-                self._room(stanza, frm, to)
+                return None
+            return self._room(stanza, frm, to)
         except StanzaError as e:
             self._bounce(stanza, frm, to, e)
+            return None
         except Exception:
             # A bug must not take the router's caller down, nor leave the sender waiting.
             log.failure("MUC: {name} from {frm} to {to} failed", name=stanza.name, frm=frm.full(), to=to.full())
             self._bounce(stanza, frm, to, StanzaError("internal-server-error"))
+            return None
 
     def _bounce(self, stanza: domish.Element, frm: JID, to: JID, error: StanzaError) -> None:
         if stanza.getAttribute("type") in ("error", "result"):
@@ -125,7 +133,7 @@ class MucService:
             result.addChild(payload)
         self.router.route(result, to, frm)
 
-    def _room(self, stanza: domish.Element, frm: JID, to: JID) -> None:
+    def _room(self, stanza: domish.Element, frm: JID, to: JID) -> Settled:
         assert to.user is not None
         room = self.rooms.get(to.user)
         nick = to.resource
@@ -133,22 +141,22 @@ class MucService:
             if nick is None:
                 if stanza.getAttribute("type") is None:
                     raise StanzaError("jid-malformed", "Join a room as room@service/nickname")
-                return
+                return None
             if room is None:
                 if stanza.getAttribute("type") is not None:
-                    return
+                    return None
                 room = self._create(to.user, frm)
                 room.enter(stanza, frm, nick, created=True)
-                return
+                return None
             room.presence(stanza, frm, nick)
-            return
+            return None
         if room is None:
             raise StanzaError("item-not-found", "No such room")
         if stanza.name == "message":
-            room.message(stanza, frm, nick)
+            return room.message(stanza, frm, nick)
         elif stanza.name == "iq":
             if stanza.getAttribute("type") in ("result", "error"):
-                return
+                return None
             payload = next(iter(stanza.elements()), None)
             if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM:
                 work = self.archive.query(room, stanza, frm, self.router.route)

@@ -480,3 +480,29 @@ def test_voice_request_goes_to_moderators_who_may_grant_it():
     assert error(w.send(BOB, answer)[0]) == "forbidden"
     w.send(ALICE, answer)
     assert w.service.rooms["lobby"].occupants["Bob"].role == "participant"
+
+
+def test_a_groupchat_message_is_settled_when_its_archive_row_is_written():
+    """The service's route returns the archive write of a groupchat message (what a
+    stream-management ack waits for), and the service's flush waits for it."""
+    w = World()
+    w.room_with((ALICE, "Alice"))
+    pending: defer.Deferred = defer.Deferred()
+    store_archive = w.store.archive
+
+    async def slow_archive(*args, **kw):
+        await pending
+        await store_archive(*args, **kw)
+
+    w.store.archive = slow_archive
+    el = element_from_bytes(f"<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>x</body></message>"
+                            .encode())
+    el["from"] = ALICE
+    settled = w.service.route(el, JID.parse(ALICE), JID.parse(ROOM))
+    flushed = w.service.flushed()
+    assert isinstance(settled, defer.Deferred) and not settled.called and not flushed.called
+    pending.callback(None)
+    assert settled.called and flushed.called and len(w.store.archived[(SERVICE, "lobby")]) == 1
+    unarchived = World(archive_length=0)
+    unarchived.room_with((ALICE, "Alice"))
+    assert unarchived.service.route(el, JID.parse(ALICE), JID.parse(ROOM)) is None
