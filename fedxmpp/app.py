@@ -29,6 +29,7 @@ from fedxmpp.im import service as im_service
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.proxy65.service import Proxy65
+from fedxmpp.muc.service import MucService
 from fedxmpp.router import Router
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
@@ -69,10 +70,11 @@ class FedXmpp(MultiService):
                        if config.upload.domain else None)
         if self.upload is not None:
             self.features.disco.item_providers.append(self.upload.disco_items)
-        # Components' domains too: a gateway federates under its own name.
+        # Components' domains too (and the MUC service's): each federates under its own name.
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed,
-                                             component_domains=[c.domain for c in config.components.component])
+                                             component_domains=[c.domain for c in config.components.component]
+                                             + ([config.muc.domain] if config.muc.domain else []))
         self.certificates.load()
         self.storage: Storage | None = None
         # Client stanzas pass the user's own server (pre- events) on their way to the router.
@@ -92,6 +94,11 @@ class FedXmpp(MultiService):
         self.proxy65 = Proxy65(config.proxy65, self.router, reactor) if config.proxy65.domain else None
         if self.proxy65 is not None:
             self.features.disco.item_providers.append(self.proxy65.disco_items)
+        # XEP-0045 group chat: an in-process service routed like a component.
+        self.muc = MucService(config.muc, config.server.domains, self.router, reactor) if config.muc.domain else None
+        if self.muc is not None:
+            self.features.disco.item_providers.append(self.muc.disco_items)
+            self.hooks.add("storage/flush", lambda _: self.muc.flushed())
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
@@ -111,6 +118,8 @@ class FedXmpp(MultiService):
             raise StartupError(f"{self.config.source}: storage.url: {e}") from None
         self.c2s.accounts = self.storage.accounts
         self.features.storage = self.storage
+        if self.muc is not None:
+            await self.muc.load(self.storage.muc)
         try:
             self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self.features))
         except admin_server.AdminSocketInUse as e:
@@ -188,6 +197,8 @@ class FedXmpp(MultiService):
             self.upload.stop()
         # Sessions waiting to be resumed end now, while storage can take what they hold.
         self.c2s.sm.shutdown()
+        if self.muc is not None:
+            self.muc.shutdown()
         factories = (self.c2s_factory, self.component_factory)
         streams = [stream for factory in factories for stream in factory.streams]
         # Read nothing more, and let what was read settle, so that the last

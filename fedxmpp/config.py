@@ -13,9 +13,9 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from fedxmpp.xml.jid import InvalidJID, prep_domain
+from fedxmpp.xml.jid import JID, InvalidJID, prep_domain
 
 EMBEDDED = "<embedded defaults>"
 
@@ -343,6 +343,44 @@ class UploadConfig:
     slot_lifetime: int = 300
 
 
+MUC_CREATORS = ("local", "admins", "anyone")
+MUC_WHOIS = ("moderators", "anyone")
+
+
+@dataclass(frozen=True)
+class MucConfig:
+    """XEP-0045 multi-user chat on a domain of its own (off while ``domain`` is empty)."""
+
+    # The service's domain, e.g. "conference.example.test"; "" = no MUC service.
+    domain: str = ""
+    # Who may create rooms: "local" (users of the hosted domains), "admins" (only
+    # the JIDs in `admins`) or "anyone" (remote users too).
+    create: str = "local"
+    # Bare JIDs that may create rooms when create = "admins", and own every room.
+    admins: tuple[str, ...] = ()
+    # Rooms one bare JID may own.
+    rooms_per_user: int = 20
+    # The most occupants a room may have (and the default of its muc#roomconfig_maxusers).
+    max_occupants: int = 200
+    # Messages of history a room keeps and may send to a joining occupant.
+    history_length: int = 50
+    # Messages each room's archive (XEP-0313 on the room) keeps, the oldest going
+    # first; 0 = rooms are not archived.  And the most messages one query returns.
+    archive_length: int = 10000
+    archive_page: int = 250
+    # Messages per second one occupant may send into a room, and the burst allowed.
+    occupant_rate: float = 5.0
+    occupant_burst: int = 20
+    # Defaults of a new room's configuration (its owner may change them).
+    default_public: bool = True
+    default_persistent: bool = False
+    default_members_only: bool = False
+    default_moderated: bool = False
+    # "moderators" (semi-anonymous) or "anyone" (non-anonymous).
+    default_whois: str = "moderators"
+    default_change_subject: bool = False
+
+
 @dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
@@ -363,6 +401,7 @@ class Config:
     proxy65: Proxy65Config = field(default_factory=Proxy65Config)
     http: HttpConfig = field(default_factory=HttpConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    muc: MucConfig = field(default_factory=MucConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -391,6 +430,7 @@ _SECTIONS: dict[str, type] = {
     "proxy65": Proxy65Config,
     "http": HttpConfig,
     "upload": UploadConfig,
+    "muc": MucConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -497,6 +537,12 @@ def _check_across(cfg: Config) -> None:
     if proxy and (proxy in cfg.server.domains or cfg.components.get(proxy) is not None):
         raise ConfigError(f"{cfg.source}: proxy65.domain: {proxy!r} is already a hosted or a component's domain; "
                           "the proxy needs a domain of its own")
+    if cfg.muc.domain and (cfg.muc.domain in cfg.server.domains
+                           or cfg.muc.domain in (c.domain for c in cfg.components.component)
+                           or cfg.muc.domain in (cfg.upload.domain, cfg.proxy65.domain)):
+        raise ConfigError(f"{cfg.source}: muc.domain: {cfg.muc.domain!r} is already a hosted, a component's or "
+                          f"another service's domain; "
+                          "the MUC service needs a domain of its own")
     for domain in cfg.s2s.routes:
         if domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: s2s.routes.{_toml_key(domain)}: {domain!r} is a hosted domain "
@@ -549,6 +595,18 @@ def _describe(value: Any) -> str:
     names = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
              list: "a list", dict: "a table"}
     return names.get(type(value), type(value).__name__)
+
+
+def _check_service_domain(domain: str, bad: Callable[[str, str], ConfigError]) -> None:
+    """The ``domain`` key of a service that may be off (empty)."""
+    if not domain:
+        return
+    try:
+        canon = prep_domain(domain)
+    except InvalidJID as e:
+        raise bad("domain", f"{domain!r} is not a valid domain ({e})") from None
+    if canon != domain:
+        raise bad("domain", f"{domain!r} must be written in canonical form {canon!r}")
 
 
 def _validate(source: str, section: str, obj: Any) -> None:
@@ -639,12 +697,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
     elif isinstance(obj, ComponentConfig):
         if not obj.domain:
             raise bad("domain", "is required: the domain the component serves")
-        try:
-            canon = prep_domain(obj.domain)
-        except InvalidJID as e:
-            raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
-        if canon != obj.domain:
-            raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+        _check_service_domain(obj.domain, bad)
         if obj.secret and obj.secret_file != Path():
             raise bad("secret", "give secret or secret_file, not both")
         if not obj.secret and obj.secret_file == Path():
@@ -712,13 +765,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
             except ValueError:
                 raise bad("trusted_proxies", f"{text!r} is not an IP address or network") from None
     elif isinstance(obj, UploadConfig):
-        if obj.domain:
-            try:
-                canon = prep_domain(obj.domain)
-            except InvalidJID as e:
-                raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
-            if canon != obj.domain:
-                raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+        _check_service_domain(obj.domain, bad)
         if not 1 <= obj.max_size <= 1024 ** 4:
             raise bad("max_size", "must be between 1 and 1099511627776 bytes")
         for key in ("user_quota", "total_quota"):
@@ -728,6 +775,36 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("expire_days", "must be between 0 (keep for ever) and 36500")
         if not 10 <= obj.slot_lifetime <= 86_400:
             raise bad("slot_lifetime", "must be between 10 and 86400 seconds")
+    elif isinstance(obj, MucConfig):
+        _check_service_domain(obj.domain, bad)
+        if obj.create not in MUC_CREATORS:
+            raise bad("create", f"must be one of {', '.join(map(repr, MUC_CREATORS))}, got {obj.create!r}")
+        for admin in obj.admins:
+            try:
+                parsed = JID.parse(admin)
+            except InvalidJID as e:
+                raise bad("admins", f"{admin!r} is not a valid JID ({e})") from None
+            if parsed.resource is not None or parsed.user is None or parsed.full() != admin:
+                raise bad("admins", f"{admin!r} must be a bare JID in canonical form (user@domain)")
+        if obj.create == "admins" and not obj.admins:
+            raise bad("admins", "must name at least one JID when create = 'admins'")
+        if not 1 <= obj.rooms_per_user <= 100_000:
+            raise bad("rooms_per_user", "must be between 1 and 100000")
+        if not 1 <= obj.max_occupants <= 100_000:
+            raise bad("max_occupants", "must be between 1 and 100000")
+        if not 0 <= obj.history_length <= 10_000:
+            raise bad("history_length", "must be between 0 and 10000")
+        if not 0 <= obj.archive_length <= 10_000_000:
+            raise bad("archive_length", "must be between 0 (no archive) and 10000000")
+        if not 1 <= obj.archive_page <= 10_000:
+            raise bad("archive_page", "must be between 1 and 10000")
+        if obj.occupant_rate <= 0:
+            raise bad("occupant_rate", "must be positive")
+        if not 1 <= obj.occupant_burst <= 100_000:
+            raise bad("occupant_burst", "must be between 1 and 100000")
+        if obj.default_whois not in MUC_WHOIS:
+            raise bad("default_whois", f"must be one of {', '.join(map(repr, MUC_WHOIS))}, "
+                                       f"got {obj.default_whois!r}")
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")
@@ -769,12 +846,7 @@ def _validate_proxy65(obj: Proxy65Config, bad: Any) -> None:
         if obj.listen:
             raise bad("domain", "is required with listen: the domain the proxy serves")
         return
-    try:
-        canon = prep_domain(obj.domain)
-    except InvalidJID as e:
-        raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
-    if canon != obj.domain:
-        raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+    _check_service_domain(obj.domain, bad)
     if not obj.listen:
         raise bad("listen", "must name at least one listener, e.g. ['tcp:7777'], when domain is set")
     for desc in obj.listen:

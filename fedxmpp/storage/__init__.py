@@ -37,6 +37,7 @@ from fedxmpp.storage.errors import (
     StorageError,
 )
 from fedxmpp.storage.keyval import SqlKeyValStore
+from fedxmpp.storage.muc import SqlMucStore, StoredRoom
 from fedxmpp.storage.offline import SqlOfflineStore
 from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
@@ -49,9 +50,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
-    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "NoSuchAccount", "OfflineStore",
-    "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError",
-    "Storage", "StorageError", "Subscription", "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
+    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "MucStore", "NoSuchAccount",
+    "OfflineStore", "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem",
+    "RosterStore", "SUBSCRIPTIONS", "SchemaError", "Storage", "StorageError", "StoredRoom", "Subscription",
+    "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
     "open_storage",
 ]
 
@@ -237,12 +239,34 @@ class PubsubStore(Protocol):
         """Delete every item of the node; how many."""
 
 
+class MucStore(Protocol):
+    """The persistent rooms of multi-user chat services (XEP-0045), per service domain."""
+
+    async def rooms(self, domain: str) -> list[StoredRoom]:
+        """Every stored room of the service *domain*, sorted by name."""
+
+    async def save(self, room: StoredRoom) -> None:
+        """Create or replace the room's row."""
+
+    async def delete(self, domain: str, room: str, *, with_archive: bool = True) -> bool:
+        """Forget the stored room (a room that stays, but is no longer persistent,
+        keeps its archive: *with_archive* false); False if the room was not stored."""
+
+    async def archive(self, domain: str, room: str, entries: Sequence[ArchivedMessage], keep: int) -> None:
+        """Add *entries* to the room's archive, then keep only its newest *keep* messages."""
+
+    async def query(self, domain: str, room: str, query: ArchiveQuery) -> ArchivePage:
+        """One page of the room's archive (``query.with_jid`` is not used);
+        :class:`UnknownArchiveId` when an id it names is not in the archive."""
+
+
 class Storage:
     """Every store of one database."""
 
     def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
                  offline: OfflineStore, keyval: KeyValStore, archive: ArchiveStore,
-                 pubsub: PubsubStore, sm_pending: PendingStore | None = None) -> None:
+                 pubsub: PubsubStore, sm_pending: PendingStore | None = None,
+                 muc: MucStore | None = None) -> None:
         self.database = database
         self.accounts = accounts
         self.roster = roster
@@ -251,6 +275,7 @@ class Storage:
         self.archive = archive
         self.pubsub = pubsub
         self.sm_pending = sm_pending
+        self.muc = muc
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""
@@ -281,7 +306,8 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
         raise
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
-                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database))
+                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database),
+                   muc=SqlMucStore(database))
 
 
 def _make_private_dir(directory: Path) -> None:

@@ -21,6 +21,7 @@ from fedxmpp.storage import (
     PubsubNode,
     RosterItem,
     StorageError,
+    StoredRoom,
     UnknownArchiveId,
 )
 from fedxmpp.storage.credentials import (
@@ -383,6 +384,52 @@ class MemoryPubsubStore:
         return n
 
 
+class MemoryMucStore:
+    """Persistent rooms in a dict keyed by (domain, room)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], StoredRoom] = {}
+        self.archived: dict[tuple[str, str], list[ArchivedMessage]] = {}
+
+    async def rooms(self, domain: str) -> list[StoredRoom]:
+        return [r for (d, _), r in sorted(self.stored.items()) if d == domain]
+
+    async def save(self, room: StoredRoom) -> None:
+        self.stored[(room.domain, room.room)] = room
+
+    async def delete(self, domain: str, room: str, *, with_archive: bool = True) -> bool:
+        if with_archive:
+            self.archived.pop((domain, room), None)
+        return self.stored.pop((domain, room), None) is not None
+
+    async def archive(self, domain: str, room: str, entries: Sequence[ArchivedMessage], keep: int) -> None:
+        messages = self.archived.setdefault((domain, room), [])
+        messages.extend(entries)
+        del messages[:max(0, len(messages) - keep)]
+
+    async def query(self, domain: str, room: str, query: ArchiveQuery) -> ArchivePage:
+        """Filters start/end and pages with after/before/max only (what the unit tests use)."""
+        messages = [m for m in self.archived.get((domain, room), [])
+                    if (query.start is None or m.timestamp >= query.start)
+                    and (query.end is None or m.timestamp <= query.end)]
+        ids = [m.archive_id for m in messages]
+        for named in (query.after, query.before):
+            if named and named not in ids:
+                raise UnknownArchiveId(named)
+        if query.after:
+            start = ids.index(query.after) + 1
+            page = messages[start:start + query.max]
+        elif query.before is not None:
+            end = ids.index(query.before) if query.before else len(messages)
+            start = max(0, end - query.max)
+            page = messages[start:end]
+        else:
+            start = 0
+            page = messages[:query.max]
+        complete = (start == 0) if query.before is not None else (start + len(page) >= len(messages))
+        return ArchivePage(page, len(messages), start if page else None, complete)
+
+
 class MemoryStorage:
     """A Storage of in-memory stores, for unit tests of code above storage.  Writes
     for users without an account raise NoSuchAccount, as with SQL; tests create
@@ -396,6 +443,7 @@ class MemoryStorage:
         self.archive = MemoryArchiveStore(self.accounts)
         self.pubsub = MemoryPubsubStore(self.accounts)
         self.sm_pending = MemoryPendingStore()
+        self.muc = MemoryMucStore()
 
     def close(self) -> None:
         pass
