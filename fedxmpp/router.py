@@ -88,8 +88,10 @@ class Router:
             return self._local(stanza, frm, to)
         route = self._routes.get(host) or self._default
         if route is not None:
-            route(stanza, frm, to)
-            return None  # handed to a stream (or its bounded queue, which bounces)
+            # Handed to a stream (or its bounded queue, which bounces); an
+            # in-process service may say when what it keeps is committed.
+            outcome = route(stanza, frm, to)
+            return outcome if isinstance(outcome, Deferred) else None
         log.debug("No route to {domain}", domain=host)
         self.bounce(stanza, frm, to, StanzaError("remote-server-not-found", "No route to this domain"))
         return None

@@ -164,3 +164,19 @@ def test_generated_resources_are_unique():
     s1, s2 = FakeSession("a@example.test"), FakeSession("a@example.test")
     j1, j2 = w.sessions.bind(s1, None), w.sessions.bind(s2, None)
     assert j1 != j2 and j1.resource and j2.resource
+
+
+def test_a_service_route_says_when_its_stanza_is_settled():
+    """An in-process service (MUC) that keeps a stanza returns a Deferred for its
+    commit, and route() passes it on so the sender's ack waits for it; a route
+    that returns anything else (a stream's send) is settled at once."""
+    from twisted.internet.defer import Deferred
+
+    router = Router(["example.test"])
+    committed: Deferred[None] = Deferred()
+    router.add_route("conference.example.test", lambda st, frm, to: committed)
+    router.add_route("irc.example.test", lambda st, frm, to: True)
+    msg = stanza("message", "alice@example.test/a", "room@conference.example.test", type="groupchat")
+    frm = JID.parse("alice@example.test/a")
+    assert router.route(msg, frm, JID.parse("room@conference.example.test")) is committed
+    assert router.route(msg, frm, JID.parse("#c@irc.example.test")) is None
