@@ -21,7 +21,7 @@ from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
 from fedxmpp.component.service import ComponentFactory, Components
-from fedxmpp.config import Config
+from fedxmpp.config import Config, check_certificates_dir
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im import service as im_service
@@ -57,6 +57,7 @@ class FedXmpp(MultiService):
         self.im = im_service.install(self.features)
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
+        check_certificates_dir(config)
         _make_private_dir(config)
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed)

@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, Iterator, NoReturn, Sequence, TypeV
 
 from fedxmpp.admin import client as admin_client
 from fedxmpp.admin.commands import BadRequest, RemoveAccount, UnknownAccount
-from fedxmpp.config import Config, ConfigError, load
+from fedxmpp.config import Config, ConfigError, check_certificates_dir, load
 from fedxmpp.storage import AccountStore, open_storage
 from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
 from fedxmpp.storage.errors import AccountError, StorageError
@@ -223,6 +223,7 @@ def cmd_cert_generate(cfg: Config, args: argparse.Namespace) -> int:
     from fedxmpp.tls import generate_self_signed
 
     domain = _domain(args.domain)
+    check_certificates_dir(cfg)
     try:
         cert, key = generate_self_signed(domain, cfg.tls.certificates)
     except OSError as e:

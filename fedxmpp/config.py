@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -350,8 +351,11 @@ def _section(source: str, section: str, cls: type, raw: Mapping[str, Any], base:
 
 
 def _resolve(source: str, section: str, obj: Any) -> Any:
-    """Read the files that values name (a component's secret_file) now, so that an
-    unreadable one stops start-up rather than the first handshake."""
+    """Read the files that values name (a component's secret_file, a ca_file) now,
+    so that an unreadable one stops start-up rather than the first handshake."""
+    for f in fields(obj):
+        if f.name == "ca_file" and getattr(obj, f.name) != Path():
+            _check_ca_file(f"{source}: {section}.{f.name}", getattr(obj, f.name))
     if isinstance(obj, ComponentConfig) and obj.secret_file != Path():
         where = f"{source}: {section}.secret_file"
         try:
@@ -364,6 +368,35 @@ def _resolve(source: str, section: str, obj: Any) -> Any:
             raise ConfigError(f"{where}: {str(obj.secret_file)!r} is empty")
         return dataclasses.replace(obj, secret=secret)
     return obj
+
+
+def _check_ca_file(where: str, path: Path) -> None:
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: {str(path)!r} is a directory; name a PEM file of CA certificates") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read {str(path)!r}: {e.strerror}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigError(f"{where}: {str(path)!r} holds no PEM certificate") from None
+
+
+def check_certificates_dir(cfg: Config) -> None:
+    """``tls.certificates`` must be an existing directory, unless it lies inside
+    data_dir (which the server creates, and the directory with it): a mistyped
+    path must not silently gain a generated certificate.  Raises ConfigError."""
+    directory = cfg.tls.certificates
+    where = f"{cfg.source}: tls.certificates"
+    if directory.is_dir():
+        return
+    if directory.exists():
+        raise ConfigError(f"{where}: {str(directory)!r} is not a directory")
+    if not directory.is_relative_to(cfg.server.data_dir):
+        raise ConfigError(f"{where}: the directory {str(directory)!r} does not exist")
 
 
 def _check_across(cfg: Config) -> None:
@@ -456,9 +489,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_attempts", "must be between 1 and 10")
     elif isinstance(obj, C2SConfig):
         for key in ("listen", "direct_tls"):
-            for desc in getattr(obj, key):
-                if ":" not in desc:
-                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5222'")
+            _check_endpoints(bad, key, getattr(obj, key), "tcp:5222")
         for key in ("auth_timeout", "idle_timeout", "keepalive_interval"):
             if getattr(obj, key) < 0:
                 raise bad(key, "must not be negative")
@@ -489,9 +520,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
         if obj.max_send_buffer < obj.max_stanza_size:
             raise bad("max_send_buffer", "must be at least max_stanza_size")
     elif isinstance(obj, ComponentsConfig):
-        for desc in obj.listen:
-            if ":" not in desc:
-                raise bad("listen", f"{desc!r} is not a Twisted endpoint string such as 'tcp:5347'")
+        _check_endpoints(bad, "listen", obj.listen, "tcp:5347")
         for key in ("idle_timeout", "keepalive_interval"):
             if getattr(obj, key) < 0:
                 raise bad(key, "must not be negative")
@@ -550,9 +579,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("period", "must be positive")
     elif isinstance(obj, S2SConfig):
         for key in ("listen", "direct_tls"):
-            for desc in getattr(obj, key):
-                if ":" not in desc:
-                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5269'")
+            _check_endpoints(bad, key, getattr(obj, key), "tcp:5269")
         for text in obj.nameservers:
             try:
                 parse_nameserver(text)
@@ -577,6 +604,44 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("idle_timeout", "must not be negative (0 = never)")
         if not 1 <= obj.queue_size <= 1_000_000:
             raise bad("queue_size", "must be between 1 and 1000000")
+
+
+def _check_endpoints(bad: Any, key: str, descriptions: tuple[str, ...], example: str) -> None:
+    for description in descriptions:
+        problem = endpoint_problem(description)
+        if problem is not None:
+            raise bad(key, f"{description!r} {problem} (write e.g. {example!r})")
+
+
+def endpoint_problem(description: str) -> str | None:
+    """Why *description* is not a server endpoint string Twisted can listen on, or None.
+
+    Parsed the way ``serverFromString`` parses it at start-up, without a reactor:
+    nothing is opened.  Its exceptions are reworded for one line.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    if ":" not in description:
+        return "is not a Twisted endpoint string"
+    try:
+        endpoint = serverFromString(None, description)
+    except TypeError as e:
+        unknown = re.search(r"unexpected keyword argument '([^']*)'", str(e))
+        if unknown:
+            return f"has an unknown option {unknown.group(1)!r}"
+        return f"has misplaced or repeated arguments ({e})"
+    except ValueError as e:
+        if str(e).startswith("Unknown endpoint type"):
+            return f"names an unknown endpoint type {description.split(':', 1)[0]!r}"
+        return f"has a value that is not valid ({e})"
+    except OSError as e:
+        return f"names a file that cannot be read ({e.strerror})"
+    except Exception as e:  # a plugin's parser may raise anything
+        return f"cannot be parsed ({type(e).__name__}: {e})"
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        return "has a port outside 0 to 65535"
+    return None
 
 
 def parse_route(description: str) -> tuple[bool, str, int]:
