@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
+from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
@@ -79,6 +80,7 @@ class FedXmpp(MultiService):
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
+        self.session_clock = SessionClock(self)
         self.ports: list[Any] = []
         self.ready: defer.Deferred[None] = defer.Deferred()
 
@@ -96,7 +98,7 @@ class FedXmpp(MultiService):
         self.c2s.accounts = self.storage.accounts
         self.features.storage = self.storage
         try:
-            self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self.features))
+            self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self))
         except admin_server.AdminSocketInUse as e:
             raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
         for key, factory in (("listen", self.c2s_factory),

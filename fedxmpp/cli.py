@@ -10,6 +10,8 @@ echoed, printed or logged.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import multiprocessing
 import os
 import signal
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, NoReturn, Sequence, TypeVar
 
 from fedxmpp.admin import client as admin_client
-from fedxmpp.admin.commands import BadRequest, RemoveAccount, UnknownAccount
+from fedxmpp.admin.commands import BadRequest, Connected, Kick, RemoveAccount, Status, UnknownAccount
 from fedxmpp.config import Config, ConfigError, check_certificates_dir, load
 from fedxmpp.storage import AccountStore, open_storage
 from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
@@ -79,9 +81,13 @@ def _fail(message: str, status: int) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="fedxmpp administration: accounts and certificates.")
+    import fedxmpp
+
+    parser = _Parser(prog=PROG, description="fedxmpp administration: accounts, certificates and the "
+                                            "running server.")
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: built-in defaults)")
+    parser.add_argument("--version", action="version", version=f"{PROG} {fedxmpp.__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, func: Callable[[Config, argparse.Namespace], int],
@@ -123,6 +129,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_argument("domain", metavar="DOMAIN")
     sub.add_argument("--nameserver", metavar="ADDRESS[:PORT]", action="append",
                      help="DNS server to ask, may be repeated (default: s2s.nameservers, else the system's)")
+
+    command("status", cmd_status, "show the running server's version, uptime and sessions by kind")
+    command("connected", cmd_connected, "list the running server's client sessions, one per line: "
+            "full JID, address, since, TLS, stream management")
+    sub = command("kick", cmd_kick, "end the sessions of JID (a bare JID: all of them) on the running "
+                  "server with a <policy-violation/> stream error")
+    sub.add_argument("jid", metavar="JID")
+    sub.add_argument("--reason", metavar="TEXT", help="the text sent with the stream error")
 
     cert = commands.add_parser("cert", help="TLS certificates", description="TLS certificates")
     cert_commands = cert.add_subparsers(title="cert commands", metavar="COMMAND", required=True)
@@ -166,6 +180,61 @@ def cmd_deluser(cfg: Config, args: argparse.Namespace) -> int:
 
     print(run_async(work))
     return 0
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    answer = _ask_server(cfg, Status)
+    print(f"{PROG} {answer['version']}, up {_duration(answer['uptime'])}")
+    print(f"c2s sessions: {answer['c2s']} bound, {answer['hibernating']} hibernating (stream management)")
+    print(f"s2s streams: {answer['s2s_in']} incoming, {answer['s2s_out']} outgoing")
+    print(f"components: {answer['components']} connected")
+    return 0
+
+
+def cmd_connected(cfg: Config, args: argparse.Namespace) -> int:
+    start = 0
+    while start >= 0:
+        answer = _ask_server(cfg, Connected, start=start)
+        for session in json.loads(answer["sessions"]):
+            since = datetime.datetime.fromtimestamp(session["since"], datetime.timezone.utc)
+            print(f"{session['jid']} {session['address']} since={since.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                  f"tls={session['tls']} sm={session['sm']}")
+        start = answer["next"]
+    return 0
+
+
+def cmd_kick(cfg: Config, args: argparse.Namespace) -> int:
+    arguments = {"jid": args.jid} if args.reason is None else {"jid": args.jid, "reason": args.reason}
+    answer = _ask_server(cfg, Kick, **arguments)
+    if not answer["sessions"]:
+        raise CommandError(f"{args.jid} has no session on the running server")
+    print(f"ended {answer['sessions']} session(s) of {args.jid}")
+    return 0
+
+
+def _ask_server(cfg: Config, command: type, **arguments: Any) -> dict[str, Any]:
+    """The running server's answer to *command*; a one-line CommandError when it
+    is not running or refuses."""
+
+    async def work(reactor: Any) -> dict[str, Any]:
+        return await admin_client.call(reactor, cfg.server.admin_socket, command, **arguments)
+
+    try:
+        return run_async(work)
+    except admin_client.ServerNotRunning:
+        raise CommandError(f"the server is not running (nothing listens on {str(cfg.server.admin_socket)!r}, "
+                           f"server.admin_socket in {cfg.source})") from None
+    except (BadRequest, UnknownAccount, admin_client.AdminSocketError) as e:
+        raise CommandError(_text(e)) from None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{hours}h {minutes:02d}m {seconds:02d}s"
+    return f"{days}d {text}" if days else text
 
 
 def _text(error: Exception) -> str:
