@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, NoReturn, Sequence, TypeVar
 
 from fedxmpp.admin import client as admin_client
-from fedxmpp.admin.commands import BadRequest, Connected, Kick, RemoveAccount, Status, UnknownAccount
+from fedxmpp.admin.commands import (
+    BadRequest, Connected, Kick, Reload, ReloadFailed, RemoveAccount, Status, UnknownAccount,
+)
 from fedxmpp.config import Config, ConfigError, check_certificates_dir, load
 from fedxmpp.storage import AccountStore, open_storage
 from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
@@ -137,6 +139,8 @@ def _build_parser() -> argparse.ArgumentParser:
                   "server with a <policy-violation/> stream error")
     sub.add_argument("jid", metavar="JID")
     sub.add_argument("--reason", metavar="TEXT", help="the text sent with the stream error")
+    command("reload", cmd_reload, "make the running server read its configuration and certificates again "
+            "(as SIGHUP does); settings that need a restart are named and kept")
 
     cert = commands.add_parser("cert", help="TLS certificates", description="TLS certificates")
     cert_commands = cert.add_subparsers(title="cert commands", metavar="COMMAND", required=True)
@@ -212,6 +216,16 @@ def cmd_kick(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(cfg: Config, args: argparse.Namespace) -> int:
+    answer = _ask_server(cfg, Reload)
+    applied = f"; applied {answer['applied']}" if answer["applied"] else ""
+    if answer["refused"]:
+        raise CommandError(f"reloaded the certificates{applied}; not applied, changing them needs a restart: "
+                           f"{answer['refused']}")
+    print(f"reloaded the certificates{applied}")
+    return 0
+
+
 def _ask_server(cfg: Config, command: type, **arguments: Any) -> dict[str, Any]:
     """The running server's answer to *command*; a one-line CommandError when it
     is not running or refuses."""
@@ -224,7 +238,7 @@ def _ask_server(cfg: Config, command: type, **arguments: Any) -> dict[str, Any]:
     except admin_client.ServerNotRunning:
         raise CommandError(f"the server is not running (nothing listens on {str(cfg.server.admin_socket)!r}, "
                            f"server.admin_socket in {cfg.source})") from None
-    except (BadRequest, UnknownAccount, admin_client.AdminSocketError) as e:
+    except (BadRequest, UnknownAccount, ReloadFailed, admin_client.AdminSocketError) as e:
         raise CommandError(_text(e)) from None
 
 

@@ -202,8 +202,11 @@ class CertificateStore:
     def load(self) -> None:
         """Find, check (or generate) the certificate of every hosted domain.
 
-        Synchronous: called once at start-up, before the reactor runs.
-        Raises :class:`TLSSetupError`.
+        Synchronous: called at start-up, before the reactor runs, and again on
+        reload.  Raises :class:`TLSSetupError`, keeping what was loaded before.
+        A reload swaps the contexts inside the creators already handed out (the
+        direct TLS listeners hold theirs), so every new handshake gets the new
+        certificates; established connections keep theirs.
         """
         credentials = {}
         for domain in self._domains:
@@ -224,7 +227,8 @@ class CertificateStore:
                          "trust it unless told to", domain=domain, path=str(paths[0]))
             credentials[domain] = _load_pair(domain, *paths)
         self._credentials = credentials
-        self._creators.clear()
+        for (alpn, request_client_cert), creator in self._creators.items():
+            creator.replace(*self._server_contexts(alpn, request_client_cert))
         self._client_contexts.clear()
 
     def _find(self, domain: str) -> tuple[Path, Path] | None:
@@ -263,14 +267,18 @@ class CertificateStore:
         key = (tuple(alpn), request_client_cert)
         creator = self._creators.get(key)
         if creator is None:
-            contexts: dict[str, SSL.Context] = {}
-            for domain in self._domains:
-                ctx = _server_context(self._credentials[domain], key[0])
-                if request_client_cert:
-                    ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
-                contexts[domain] = contexts[_a_label(domain)] = ctx
-            creator = self._creators[key] = _ServerCreator(contexts, contexts[self._domains[0]])
+            creator = self._creators[key] = _ServerCreator(*self._server_contexts(*key))
         return creator
+
+    def _server_contexts(self, alpn: tuple[bytes, ...],
+                         request_client_cert: bool) -> tuple[dict[str, SSL.Context], SSL.Context]:
+        contexts: dict[str, SSL.Context] = {}
+        for domain in self._domains:
+            ctx = _server_context(self._credentials[domain], alpn)
+            if request_client_cert:
+                ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
+            contexts[domain] = contexts[_a_label(domain)] = ctx
+        return contexts, contexts[self._domains[0]]
 
     def client_creator(self, domain: str | None, server_name: str, *,
                        alpn: Sequence[bytes] = ()) -> IOpenSSLClientConnectionCreator:
@@ -406,10 +414,14 @@ class _ServerCreator:
     """Server connections that switch to the requested domain's context (SNI)."""
 
     def __init__(self, contexts: dict[str, SSL.Context], default: SSL.Context) -> None:
-        self._contexts = contexts
-        self._default = default
+        self.replace(contexts, default)
+
+    def replace(self, contexts: dict[str, SSL.Context], default: SSL.Context) -> None:
+        """Serve new handshakes from *contexts* (a reload); current ones are unaffected."""
         for ctx in set(contexts.values()):
             ctx.set_tlsext_servername_callback(self._server_name)
+        self._contexts = contexts
+        self._default = default
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return SSL.Connection(self._default, None)

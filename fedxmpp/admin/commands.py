@@ -47,3 +47,17 @@ class Kick(amp.Command):
     arguments = [(b"jid", amp.Unicode()), (b"reason", amp.Unicode(optional=True))]
     response = [(b"sessions", amp.Integer())]
     errors = {BadRequest: b"BAD_REQUEST"}
+
+
+class ReloadFailed(Exception):
+    """The reload changed nothing (the description says why)."""
+
+
+class Reload(amp.Command):
+    """Read the configuration and certificates again and apply what can change
+    while running.  *applied* and *refused* are the changed keys, comma-separated:
+    taken, and needing a restart (kept at their running values)."""
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response = [(b"applied", amp.Unicode()), (b"refused", amp.Unicode())]
+    errors = {ReloadFailed: b"RELOAD_FAILED"}

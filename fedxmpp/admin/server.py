@@ -12,8 +12,10 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 
-from fedxmpp.admin import status
-from fedxmpp.admin.commands import BadRequest, Connected, Kick, RemoveAccount, Status, UnknownAccount
+from fedxmpp.admin import reload, status
+from fedxmpp.admin.commands import (
+    BadRequest, Connected, Kick, Reload, ReloadFailed, RemoveAccount, Status, UnknownAccount,
+)
 from fedxmpp.im.accounts import remove_account
 from fedxmpp.storage import NoSuchAccount
 from fedxmpp.xml.jid import JID, InvalidJID
@@ -78,6 +80,16 @@ class AdminProtocol(amp.AMP):
         ended = status.kick(self.app, user, reason or "")
         log.info("Admin kicked {jid}: {n} session(s) ended", jid=user.full(), n=ended)
         return {"sessions": ended}
+
+    @Reload.responder
+    def reload(self) -> dict[str, Any]:
+        log.info("Admin asked to reload")
+        try:
+            result = reload.reload(self.app)
+        except reload.ReloadFailed as e:
+            log.error("Reload failed, nothing changed: {problem}", problem=str(e))
+            raise ReloadFailed(str(e)) from None
+        return {"applied": ", ".join(result.applied), "refused": ", ".join(result.refused)}
 
     def _jid(self, jid: str) -> JID:
         try:
