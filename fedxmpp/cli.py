@@ -31,7 +31,9 @@ from fedxmpp.admin.commands import (
 )
 from fedxmpp.config import Config, ConfigError, check_certificates_dir, load
 from fedxmpp.storage import AccountStore, open_storage
-from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
+from fedxmpp.storage.credentials import (
+    CredentialSet, InvalidPassword, check_password_length, derive_all, prepare_password,
+)
 from fedxmpp.storage.errors import AccountError, StorageError
 from fedxmpp.xml.jid import JID, InvalidJID, prep_domain
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         return int(args.command(cfg, args))
+    except _UsageError as e:
+        return _fail(f"{e} (try '{PROG} --help')", EXIT_USAGE)
     except (ConfigError, CommandError, StorageError, AccountError, InvalidPassword) as e:
         return _fail(str(e), EXIT_ERROR)
     except KeyboardInterrupt:
@@ -99,7 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
         return sub
 
     def password_options(sub: argparse.ArgumentParser) -> None:
-        group = sub.add_mutually_exclusive_group(required=True)
+        # Neither: asked for twice, unechoed, when standard input is a terminal.
+        group = sub.add_mutually_exclusive_group()
         group.add_argument("--password", metavar="PW",
                            help="the password (visible to other local users in the process list)")
         group.add_argument("--password-stdin", action="store_true",
@@ -157,6 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def cmd_adduser(cfg: Config, args: argparse.Namespace) -> int:
     user, domain = _account(args.jid, cfg, hosted=True)
     password = _password(args)
+    check_password_length(password, cfg.auth.min_password_length)
     prepare_password(password)  # reject before opening anything
     _with_accounts(cfg, lambda accounts: accounts.create(user, domain, password))
     print(f"added {user}@{domain}")
@@ -260,6 +266,7 @@ def _text(error: Exception) -> str:
 def cmd_passwd(cfg: Config, args: argparse.Namespace) -> int:
     user, domain = _account(args.jid, cfg, hosted=False)
     password = _password(args)
+    check_password_length(password, cfg.auth.min_password_length)
     prepare_password(password)
     _with_accounts(cfg, lambda accounts: accounts.set_password(user, domain, password))
     print(f"changed the password of {user}@{domain}")
@@ -485,12 +492,29 @@ def _domain(text: str) -> str:
 
 
 def _password(args: argparse.Namespace) -> str:
-    if not args.password_stdin:
+    if args.password is not None:
         return str(args.password)
+    if not args.password_stdin:
+        if not sys.stdin.isatty():
+            raise _UsageError("give --password or --password-stdin (standard input is not a terminal "
+                              "to ask on)")
+        return _ask_password()
     line = sys.stdin.readline()
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
         raise CommandError("no password on standard input")
+    return password
+
+
+def _ask_password() -> str:
+    """The password typed twice on the terminal, not echoed."""
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if not password:
+        raise CommandError("no password given")
+    if getpass.getpass("Again: ") != password:
+        raise CommandError("the two passwords differ")
     return password
 
 

@@ -59,6 +59,8 @@ class AuthConfig:
     # PLAIN is only ever offered over TLS; this switch removes it altogether.
     allow_plain: bool = True
     max_attempts: int = 3
+    # Characters a new password must have at least (fedxmpp adduser/passwd, XEP-0077).
+    min_password_length: int = 8
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("scram_iterations", "must be between 4096 (RFC 7677) and 10000000")
         if not 1 <= obj.max_attempts <= 10:
             raise bad("max_attempts", "must be between 1 and 10")
+        if not 1 <= obj.min_password_length <= 128:
+            raise bad("min_password_length", "must be between 1 and 128")
     elif isinstance(obj, C2SConfig):
         for key in ("listen", "direct_tls"):
             _check_endpoints(bad, key, getattr(obj, key), "tcp:5222")
