@@ -21,8 +21,9 @@ from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
+from fedxmpp.c2s.throttle import AuthThrottle
 from fedxmpp.component.service import ComponentFactory, Components
-from fedxmpp.config import Config, check_certificates_dir
+from fedxmpp.config import Config, check_certificates_dir, with_backlog
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im import service as im_service
@@ -67,7 +68,7 @@ class FedXmpp(MultiService):
         # Client stanzas pass the user's own server (pre- events) on their way to the router.
         self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.im.outbound,
                               hooks=self.hooks, sessions=self.sessions, accounts=None,
-                              certificates=self.certificates, clock=reactor)
+                              certificates=self.certificates, clock=reactor, auth_throttle=AuthThrottle(reactor))
         # XEP-0198 stream management and XEP-0352 client state indication.
         self.c2s.sm = StreamManagement(self.c2s)
         ClientStateIndication(self.c2s)
@@ -101,11 +102,12 @@ class FedXmpp(MultiService):
             self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self))
         except admin_server.AdminSocketInUse as e:
             raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
+        backlog = self.config.server.listen_backlog
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
             for description in getattr(self.config.c2s, key):
                 try:
-                    port = await serverFromString(self.reactor, description).listen(factory)
+                    port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(factory)
                 except CannotListenError as e:
                     raise StartupError(f"{self.config.source}: c2s.{key}: cannot listen on {description!r}: {e.socketError}") from None
                 self.ports.append(port)
@@ -114,7 +116,8 @@ class FedXmpp(MultiService):
         # Only with components configured: nothing else could authenticate there.
         for description in self.config.components.listen if self.config.components.component else ():
             try:
-                port = await serverFromString(self.reactor, description).listen(self.component_factory)
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(
+                    self.component_factory)
             except CannotListenError as e:
                 raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)

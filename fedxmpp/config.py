@@ -37,6 +37,9 @@ class ServerConfig:
     # The local admin socket (UNIX, mode 0600) through which the fedxmpp command
     # reaches a running server.  Empty means "<data_dir>/admin.sock", filled in by load().
     admin_socket: Path = Path()
+    # The listen backlog of every TCP listener whose endpoint string sets none
+    # (the kernel caps it at net.core.somaxconn).
+    listen_backlog: int = 511
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ class AuthConfig:
     max_attempts: int = 3
     # Characters a new password must have at least (fedxmpp adduser/passwd, XEP-0077).
     min_password_length: int = 8
+    # Failed authentications per client address (an IPv6 address: its /64): the
+    # n-th failure within block_time is answered after failure_delay * 2^(n-1)
+    # seconds (at most 8 * failure_delay; 0 = at once); at block_after failures the
+    # address gets <temporary-auth-failure/> without a check for block_time seconds.
+    failure_delay: float = 0.5
+    block_after: int = 20
+    block_time: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -466,6 +476,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
         return ConfigError(f"{source}: {section}.{key}: {problem}")
 
     if isinstance(obj, ServerConfig):
+        if not 1 <= obj.listen_backlog <= 65535:
+            raise bad("listen_backlog", "must be between 1 and 65535")
         if not obj.domains:
             raise bad("domains", "must name at least one hosted domain")
         seen = set()
@@ -491,6 +503,12 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_attempts", "must be between 1 and 10")
         if not 1 <= obj.min_password_length <= 128:
             raise bad("min_password_length", "must be between 1 and 128")
+        if not 0 <= obj.failure_delay <= 60:
+            raise bad("failure_delay", "must be between 0 (answer at once) and 60 seconds")
+        if not 1 <= obj.block_after <= 1_000_000:
+            raise bad("block_after", "must be between 1 and 1000000")
+        if not 1 <= obj.block_time <= 7 * 86_400:
+            raise bad("block_time", "must be between 1 and 604800 seconds")
     elif isinstance(obj, C2SConfig):
         for key in ("listen", "direct_tls"):
             _check_endpoints(bad, key, getattr(obj, key), "tcp:5222")
@@ -646,6 +664,15 @@ def endpoint_problem(description: str) -> str | None:
     if isinstance(port, int) and not 0 <= port <= 65535:
         return "has a port outside 0 to 65535"
     return None
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """*description* with ``backlog=BACKLOG`` added when it is a TCP endpoint that
+    sets none (Twisted's default, 50, drops bursts of connections)."""
+    kind = description.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6") or re.search(r"(?<!\\):backlog=", description):
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 def parse_route(description: str) -> tuple[bool, str, int]:

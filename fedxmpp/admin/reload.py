@@ -31,7 +31,8 @@ RELOADABLE: dict[str, frozenset[str]] = {
     "limits": frozenset({"*"}),
     "c2s": frozenset({"auth_timeout", "idle_timeout", "keepalive_interval", "sm_resume_timeout", "sm_max_queue",
                       "sm_ack_request_every", "sm_ack_request_delay", "sm_max_ack_delay"}),
-    "auth": frozenset({"allow_plain", "max_attempts", "min_password_length"}),
+    "auth": frozenset({"allow_plain", "max_attempts", "min_password_length", "failure_delay", "block_after",
+                       "block_time"}),
     # The components' secrets and settings; adding or removing one needs a restart.
     "components": frozenset({"component", "handshake_timeout", "idle_timeout", "keepalive_interval"}),
 }

@@ -160,6 +160,11 @@ class ClientStreamHandler:
             stream.fail(StreamError("policy-violation", "Wait for the server's answer"))
             return
         if element.name == "auth":
+            throttle = self.ctx.auth_throttle
+            if throttle is not None and throttle.blocked(_peer_host(stream)):
+                self._sasl_failure(stream, "temporary-auth-failure",
+                                   "Too many failed authentications from your address; try again later")
+                return
             name = element.getAttribute("mechanism", "")
             try:
                 self._mechanism = sasl.create_mechanism(
@@ -223,7 +228,21 @@ class ClientStreamHandler:
             stream.restart()
         elif isinstance(result, sasl.Failure):
             self._mechanism = None
-            self._sasl_failure(stream, result.condition, result.text)
+            throttle = self.ctx.auth_throttle
+            delay = 0.0
+            if result.condition == "not-authorized" and throttle is not None:
+                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth)
+            if delay > 0:
+                # Nothing else is accepted until the answer is sent (_sasl_busy).
+                self._sasl_busy = True
+                self.ctx.clock.callLater(delay, self._delayed_failure, stream, result.condition, result.text)
+            else:
+                self._sasl_failure(stream, result.condition, result.text)
+
+    def _delayed_failure(self, stream: ServerStream, condition: str, text: str | None) -> None:
+        self._sasl_busy = False
+        if not stream.closed:
+            self._sasl_failure(stream, condition, text)
 
     def _sasl_error(self, failure: Failure, stream: ServerStream) -> None:
         self._sasl_busy = False

@@ -158,3 +158,29 @@ def test_a_missing_certificates_directory_stops_the_build(tmp_path):
     with pytest.raises(ConfigError, match="tls.certificates"):
         app.build(config.load(path), MemoryReactorClock())
     assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[server]\nlisten_backlog = 0\n", "server.listen_backlog"),
+    ("[auth]\nfailure_delay = -1\n", "auth.failure_delay"),
+    ("[auth]\nblock_after = 0\n", "auth.block_after"),
+    ("[auth]\nblock_time = 0\n", "auth.block_time"),
+    ("[auth]\nmin_password_length = 0\n", "auth.min_password_length"),
+])
+def test_abuse_limit_values_are_checked(tmp_path, text, key):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}: {key}: must be between"):
+        config.load(path)
+
+
+def test_with_backlog_adds_the_default_to_tcp_endpoints_only():
+    """TCP endpoints without a backlog get the configured one; an explicit one, or
+    another kind of endpoint, is left alone."""
+    assert config.with_backlog("tcp:5222", 511) == "tcp:5222:backlog=511"
+    assert config.with_backlog(r"tcp6:5222:interface=\:\:1", 511) == r"tcp6:5222:interface=\:\:1:backlog=511"
+    assert config.with_backlog("tcp:5222:backlog=64:interface=127.0.0.1", 511) == \
+        "tcp:5222:backlog=64:interface=127.0.0.1"
+    assert config.with_backlog("unix:/run/x.sock", 511) == "unix:/run/x.sock"
+    defaults = config.load(None)
+    assert defaults.server.listen_backlog == 511
+    assert (defaults.auth.failure_delay, defaults.auth.block_after, defaults.auth.block_time) == (0.5, 20, 3600.0)
