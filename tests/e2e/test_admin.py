@@ -118,7 +118,7 @@ def test_commands_say_when_the_server_is_not_running(own_server):
     """Without a running server (never started, or killed leaving its socket
     behind) each command that needs it exits 1 with one line saying so."""
     srv = own_server(users=USERS, start=False)
-    for args in (["status"], ["connected"], ["kick", "ann@example.test"]):
+    for args in (["status"], ["connected"], ["kick", "ann@example.test"], ["reload"]):
         done = srv.cli(*args, check=False)
         assert done.returncode == 1 and done.stdout == "", (args, done)
         assert done.stderr.count("\n") == 1 and "the server is not running" in done.stderr, done.stderr
