@@ -61,8 +61,10 @@ class FedXmpp(MultiService):
             feature.register(self.hooks, self.features)
         check_certificates_dir(config)
         _make_private_dir(config)
+        # Components' domains too: a gateway federates under its own name.
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
-                                             self_signed=config.tls.self_signed)
+                                             self_signed=config.tls.self_signed,
+                                             component_domains=[c.domain for c in config.components.component])
         self.certificates.load()
         self.storage: Storage | None = None
         # Client stanzas pass the user's own server (pre- events) on their way to the router.

@@ -106,6 +106,26 @@ class LimitsConfig:
     max_depth: int = 64
     # Bytes queued for a slow reader before the session is closed.
     max_send_buffer: int = 4 * 1024 * 1024
+    # Backpressure: a client whose stanzas go to a stream that cannot take more (its
+    # peer does not read) is not read until that stream drains.  A stream that keeps
+    # senders waiting this many seconds without draining is closed with
+    # <resource-constraint/> (so two clients flooding each other cannot deadlock).
+    max_send_stall: float = 30.0
+    # Shapers: bytes per second read from one connection, with a burst (a token
+    # bucket).  Beyond it the server reads from that connection more slowly; it is
+    # not an error.  0 = not shaped.  A person's client sends a few KB/s, and at
+    # most a few max-size stanzas at once (avatars, bookmarks, a MAM sync's
+    # queries); 1 MiB/s is about a thousand 1 KB messages/s, a tenth of what one
+    # server routes (bench/), so no single connection can take it all.
+    c2s_rate: int = 1024 * 1024
+    c2s_burst: int = 1024 * 1024
+    # A server-to-server link carries many users' traffic: twice a client's.
+    s2s_rate: int = 2 * 1024 * 1024
+    s2s_burst: int = 4 * 1024 * 1024
+    # Components are the operator's own gateways, relaying for many users: not
+    # shaped unless asked.
+    component_rate: int = 0
+    component_burst: int = 4 * 1024 * 1024
 
 
 ROSTER_PRIVILEGES = ("none", "get", "set", "both")
@@ -541,6 +561,15 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_depth", "must be between 8 and 1000")
         if obj.max_send_buffer < obj.max_stanza_size:
             raise bad("max_send_buffer", "must be at least max_stanza_size")
+        if not 1 <= obj.max_send_stall <= 3600:
+            raise bad("max_send_stall", "must be between 1 and 3600 seconds")
+        for kind in ("c2s", "s2s", "component"):
+            rate, burst = getattr(obj, f"{kind}_rate"), getattr(obj, f"{kind}_burst")
+            if not 0 <= rate <= 1024 ** 3:
+                raise bad(f"{kind}_rate", "must be between 0 (not shaped) and 1073741824 bytes per second")
+            if not obj.max_stanza_size <= burst <= 1024 ** 3:
+                raise bad(f"{kind}_burst", f"must be between max_stanza_size ({obj.max_stanza_size}) "
+                                           "and 1073741824 bytes")
     elif isinstance(obj, ComponentsConfig):
         _check_endpoints(bad, "listen", obj.listen, "tcp:5347")
         for key in ("idle_timeout", "keepalive_interval"):

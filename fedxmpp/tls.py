@@ -1,7 +1,8 @@
-"""TLS for the hosted domains: certificates, server contexts with SNI, channel bindings.
+"""TLS for the domains we serve: certificates, server contexts with SNI, channel bindings.
 
-:class:`CertificateStore` finds one certificate per hosted domain in the configured
-directory, in either layout::
+:class:`CertificateStore` finds one certificate per hosted domain, and per component
+domain (a gateway federates under its own name, so it needs its own certificate),
+in the configured directory, in either layout::
 
     DOMAIN.crt + DOMAIN.key                     (the chain, leaf first, in the .crt)
     DOMAIN/fullchain.pem + DOMAIN/privkey.pem   (certbot's layout; preferred when both exist)
@@ -183,24 +184,35 @@ class _Credentials:
 
 
 class CertificateStore:
-    """The certificates of the hosted domains, loaded once by :meth:`load`."""
+    """The certificates of the hosted domains and of the components' domains,
+    loaded once by :meth:`load`.
 
-    def __init__(self, directory: Path, domains: Sequence[str], *, self_signed: bool) -> None:
+    A component's domain is served like a hosted one: its certificate is what a
+    remote server sees on the streams that domain opens (the client side of
+    server-to-server TLS) and, chosen by SNI, on the streams remote servers open
+    to it.
+    """
+
+    def __init__(self, directory: Path, domains: Sequence[str], *, self_signed: bool,
+                 component_domains: Sequence[str] = ()) -> None:
         if not domains:
             raise ValueError("CertificateStore needs at least one domain")
         self._directory = Path(directory)
-        self._domains = tuple(domains)
+        self._domains = tuple(dict.fromkeys((*domains, *component_domains)))
+        self._components = frozenset(component_domains) - frozenset(domains)
         self._self_signed = self_signed
         self._credentials: dict[str, _Credentials] = {}
-        self._creators: dict[tuple[tuple[bytes, ...], bool], _ServerCreator] = {}
+        self._server_contexts: dict[tuple[tuple[bytes, ...], bool], dict[str, SSL.Context]] = {}
+        self._creators: dict[tuple[tuple[bytes, ...], bool, str], _ServerCreator] = {}
         self._client_contexts: dict[tuple[str | None, tuple[bytes, ...]], SSL.Context] = {}
 
     def domains(self) -> tuple[str, ...]:
-        """The hosted domains, the default (no or unknown SNI) first."""
+        """Every domain with a certificate: the hosted ones, the default (no or
+        unknown SNI) first, then the components'."""
         return self._domains
 
     def load(self) -> None:
-        """Find, check (or generate) the certificate of every hosted domain.
+        """Find, check (or generate) the certificate of every domain.
 
         Synchronous: called at start-up, before the reactor runs, and again on
         reload.  Raises :class:`TLSSetupError`, keeping what was loaded before.
@@ -213,8 +225,10 @@ class CertificateStore:
             paths = self._find(domain)
             if paths is None:
                 if not self._self_signed:
+                    what = " (a component's domain: it federates with a certificate of its own)" \
+                        if domain in self._components else ""
                     raise TLSSetupError(
-                        f"{self._directory}: no certificate for {domain} (expected {domain}.crt and "
+                        f"{self._directory}: no certificate for {domain}{what} (expected {domain}.crt and "
                         f"{domain}.key, or {domain}/fullchain.pem and {domain}/privkey.pem; or set "
                         f"tls.self_signed = true)")
                 try:
@@ -227,8 +241,9 @@ class CertificateStore:
                          "trust it unless told to", domain=domain, path=str(paths[0]))
             credentials[domain] = _load_pair(domain, *paths)
         self._credentials = credentials
-        for (alpn, request_client_cert), creator in self._creators.items():
-            creator.replace(*self._server_contexts(alpn, request_client_cert))
+        self._server_contexts = {key: self._build_contexts(*key) for key in self._server_contexts}
+        for (alpn, request_client_cert, default), creator in self._creators.items():
+            creator.replace(self._server_contexts[(alpn, request_client_cert)][default])
         self._client_contexts.clear()
 
     def _find(self, domain: str) -> tuple[Path, Path] | None:
@@ -248,11 +263,16 @@ class CertificateStore:
                      used=str(found[0][0]), ignored=str(found[1][0]), domain=domain)
         return found[0] if found else None
 
-    def server_creator(self, *, alpn: Sequence[bytes] = (),
-                       request_client_cert: bool = False) -> IOpenSSLServerConnectionCreator:
+    def server_creator(self, *, alpn: Sequence[bytes] = (), request_client_cert: bool = False,
+                       domain: str | None = None) -> IOpenSSLServerConnectionCreator:
         """What ``transport.startTLS()`` and ``TLSMemoryBIOFactory`` take for the server
         side.  *alpn* lists the protocols to agree on, e.g. ``[b"xmpp-client"]`` for
         direct TLS; a client offering none of them is served without ALPN.
+
+        The certificate is the one of the domain the client names with SNI; without
+        SNI (or for a name we do not serve), the one of *domain* — on STARTTLS, the
+        stream header has already said which domain the peer wants (some servers,
+        Prosody among them, send no SNI on STARTTLS) — else the first hosted domain's.
 
         With *request_client_cert* (server-to-server) the peer is asked for its
         certificate, and any certificate, or none, lets the handshake finish: the
@@ -264,21 +284,28 @@ class CertificateStore:
         """
         if not self._credentials:
             raise RuntimeError("CertificateStore.load() has not been called")
-        key = (tuple(alpn), request_client_cert)
+        contexts_key = (tuple(alpn), request_client_cert)
+        contexts = self._server_contexts.get(contexts_key)
+        if contexts is None:
+            contexts = self._server_contexts[contexts_key] = self._build_contexts(*contexts_key)
+        default = domain if domain in contexts else self._domains[0]
+        key = (*contexts_key, default)
         creator = self._creators.get(key)
         if creator is None:
-            creator = self._creators[key] = _ServerCreator(*self._server_contexts(*key))
+            creator = self._creators[key] = _ServerCreator(contexts[default])
         return creator
 
-    def _server_contexts(self, alpn: tuple[bytes, ...],
-                         request_client_cert: bool) -> tuple[dict[str, SSL.Context], SSL.Context]:
+    def _build_contexts(self, alpn: tuple[bytes, ...], request_client_cert: bool) -> dict[str, SSL.Context]:
+        """A server context per domain (and per A-label), switched between by SNI."""
         contexts: dict[str, SSL.Context] = {}
-        for domain in self._domains:
-            ctx = _server_context(self._credentials[domain], alpn)
+        for name in self._domains:
+            ctx = _server_context(self._credentials[name], alpn)
             if request_client_cert:
                 ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
-            contexts[domain] = contexts[_a_label(domain)] = ctx
-        return contexts, contexts[self._domains[0]]
+            contexts[name] = contexts[_a_label(name)] = ctx
+        for ctx in set(contexts.values()):
+            ctx.set_tlsext_servername_callback(_sni_switcher(contexts))
+        return contexts
 
     def client_creator(self, domain: str | None, server_name: str, *,
                        alpn: Sequence[bytes] = ()) -> IOpenSSLClientConnectionCreator:
@@ -412,28 +439,29 @@ def _alpn_selector(ours: tuple[bytes, ...]) -> Callable[[SSL.Connection, list[by
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ServerCreator:
-    """Server connections that switch to the requested domain's context (SNI)."""
+    """Server connections starting with one domain's context; SNI may switch it."""
 
-    def __init__(self, contexts: dict[str, SSL.Context], default: SSL.Context) -> None:
-        self.replace(contexts, default)
+    def __init__(self, default: SSL.Context) -> None:
+        self._default = default
 
-    def replace(self, contexts: dict[str, SSL.Context], default: SSL.Context) -> None:
-        """Serve new handshakes from *contexts* (a reload); current ones are unaffected."""
-        for ctx in set(contexts.values()):
-            ctx.set_tlsext_servername_callback(self._server_name)
-        self._contexts = contexts
+    def replace(self, default: SSL.Context) -> None:
+        """Start new handshakes with *default* (a reload); current ones are unaffected."""
         self._default = default
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return SSL.Connection(self._default, None)
 
-    def _server_name(self, connection: SSL.Connection) -> None:
+
+def _sni_switcher(contexts: dict[str, SSL.Context]) -> Callable[[SSL.Connection], None]:
+    """The SNI callback: switch to the context of the requested domain, if ours."""
+    def switch(connection: SSL.Connection) -> None:
         name = negotiated_server_name(connection)
         if name is None:
             return
-        ctx = self._contexts.get(name)
+        ctx = contexts.get(name)
         if ctx is not None and ctx is not connection.get_context():
             connection.set_context(ctx)
+    return switch
 
 
 # -- after the handshake -------------------------------------------------------------

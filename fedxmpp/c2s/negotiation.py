@@ -124,6 +124,22 @@ class ClientStreamHandler:
         else:
             self._bind_stage(stream, element)
 
+    def stream_closing(self, stream: ServerStream) -> None:
+        """From the closing tag (either side's), a stream error or an abort on,
+        the session is no longer a destination (RFC 6121 §8 rules apply to what
+        comes for it): it ends now — or hibernates, under stream management —
+        not when the peer finally drops the connection."""
+        session = self.session
+        if session is None or session.stream is not stream:
+            return
+        self.session = None
+        if session.replaced:
+            # SessionManager.bind closes it midway: the new session takes the
+            # address before this one's end is announced.
+            self.ctx.clock.callLater(0, session.ended)
+        else:
+            session.ended()
+
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         if self.session is not None:
             self.session.ended()

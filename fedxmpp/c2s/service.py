@@ -13,6 +13,7 @@ from fedxmpp.c2s.negotiation import ClientStreamHandler
 from fedxmpp.config import Config
 from fedxmpp.hooks import Hooks
 from fedxmpp.router import Router
+from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import CertificateStore
 from fedxmpp.xml import ns
@@ -45,11 +46,12 @@ class C2SFactory(Factory):
         self.streams: set[ServerStream] = set()
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        c2s = self.ctx.config.c2s
-        stream = ServerStream(ClientStreamHandler(self.ctx), content_ns=ns.CLIENT, limits=self.ctx.config.limits,
+        c2s, limits = self.ctx.config.c2s, self.ctx.config.limits
+        stream = ServerStream(ClientStreamHandler(self.ctx), content_ns=ns.CLIENT, limits=limits,
                               clock=self.ctx.clock, negotiation_timeout=c2s.auth_timeout,
                               idle_timeout=c2s.idle_timeout, keepalive_interval=c2s.keepalive_interval,
-                              on_lost=self.streams.discard)
+                              on_lost=self.streams.discard,
+                              shaper=shaper(limits.c2s_rate, limits.c2s_burst, self.ctx.clock), backpressure=True)
         stream.factory = self
         self.streams.add(stream)
         return stream

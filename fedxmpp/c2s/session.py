@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 log = Logger()
 
 STANZAS = frozenset({"message", "presence", "iq"})
+# Without stream management, tracked stanzas are confirmed a window at a time:
+# at most this many bytes wait for Twisted to pass them on (below its 64 KiB buffer).
+TRACKED_WINDOW = 32 * 1024
 IQ_TYPES = frozenset({"get", "set", "result", "error"})
 
 
@@ -48,6 +52,9 @@ class ClientSession:
         self.sm: ManagedSession | None = None
         # XEP-0352: what is held back while the client is inactive (fedxmpp.c2s.csi).
         self.csi: HeldUpdates | None = None
+        #: The session has ended for good (finish()).
+        self.over = False
+        self._window: _Window | None = None
 
     # -- Session ------------------------------------------------------------------
 
@@ -63,6 +70,66 @@ class ClientSession:
             self.sm.send(stanza)
         else:
             self.stream.send(stanza)
+
+    # -- paced delivery: stanzas whose sender needs to know they arrived --------------
+
+    def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
+        """Send *stanza* (after what client state indication holds); the Deferred
+        says whether it was delivered, and False means the caller still owns it.
+
+        Delivered means: under stream management, covered by the client's
+        ``<a h/>``; without, written on a connection that stayed open until
+        Twisted passed the bytes on (:meth:`ServerStream.flushed`).
+        """
+        if self.over or (self.sm is None and self.stream.closed):
+            return succeed(False)
+        if self.csi is not None and len(self.csi):
+            self.csi.flush()
+        if self.sm is not None:
+            return self.sm.send_tracked(stanza)
+        before = self.stream.bytes_out
+        self.stream.send(stanza)
+        window = self._window
+        if window is None:
+            window = self._window = _Window()
+            self.stream.flushed().addCallback(self._window_flushed, window)
+        window.size += self.stream.bytes_out - before
+        receipt: Deferred[bool] = Deferred()
+        window.receipts.append(receipt)
+        return receipt
+
+    def _window_flushed(self, flushed: bool, window: _Window) -> None:
+        if self._window is window:
+            self._window = None
+        for receipt in window.receipts:
+            receipt.callback(flushed)
+        for waiter in window.waiters:
+            waiter.callback(None)
+
+    def ready(self) -> Deferred[bool]:
+        """True once the session can take another tracked stanza without queueing
+        past its connection's buffer or half its stream management queue (waiting
+        through a hibernation); False when it is no longer a destination."""
+        return Deferred.fromCoroutine(self._ready())
+
+    async def _ready(self) -> bool:
+        while not self.over:
+            sm = self.sm
+            if sm is not None and sm.closed:
+                return False
+            if sm is not None and (sm.hibernating or sm.window_full()):
+                await sm.changed()
+            elif self.stream.closed:
+                return False
+            elif self._window is not None and self._window.size >= TRACKED_WINDOW:
+                waiter: Deferred[None] = Deferred()
+                self._window.waiters.append(waiter)
+                await waiter
+            elif self.stream.paused:
+                await self.stream.writable()
+            else:
+                return True
+        return False
 
     def close(self, error: StreamError | None = None) -> None:
         if self.sm is not None and self.sm.close_hibernating():
@@ -150,10 +217,22 @@ class ClientSession:
     def finish(self) -> None:
         """The session is over: leave the session table, tell the features, and
         deal with what the client never acknowledged."""
+        self.over = True
         self.ctx.sessions.unbind(self)
         self.ctx.hooks.fire("c2s/session-ended", self)
         if self.sm is not None:
             self.sm.finished()
+
+
+class _Window:
+    """Tracked stanzas written in one reactor turn, confirmed together."""
+
+    __slots__ = ("size", "receipts", "waiters")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.receipts: list[Deferred[bool]] = []
+        self.waiters: list[Deferred[None]] = []
 
 
 def _legacy_session(element: domish.Element) -> bool:

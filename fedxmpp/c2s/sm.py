@@ -23,16 +23,34 @@ then on:
   client, XEP-0352).  If the old stream is still open it is closed with
   ``<conflict/>``.
 
+Whenever the server ends an SM stream — a stream error (``<system-shutdown/>`` on
+SIGTERM included) or its answer to the client's closing tag — it first sends a
+last ``<a h='...'/>`` (XEP-0198 §4, the graceful-close ack), so that the client
+knows which of its stanzas the server handled and resends none of them.
+
 A session that ends for good (closed by the client, replaced by a new binding of
 its resource, closed with a stream error, or not resumed in time) deals with the
 stanzas its client never acknowledged as the XEP asks: as stanzas sent to an
-unavailable resource.  Each is offered to the ``"c2s/unacked"`` hook as
+unavailable resource — with one exception.  When the client closed its stream
+itself (``</stream:stream>``), a message that the user's archive holds (it
+carries the archive's XEP-0359 ``<stanza-id by='user@domain'/>``) counts as
+handled: the client ended the session knowingly, after every stanza written
+before its closing tag reached it in order, and should it have missed one, the
+archive, where clients catch up (XEP-0313), has it.  Storing it offline as well
+would show it twice at the next login.  Everything else a client did not
+acknowledge goes on as below: messages the archive does not hold, and all of
+them when the connection broke without a closing tag (at-least-once: a client
+that did not acknowledge may see a message again; the copy keeps its stanza-id
+and its original ``<delay/>``, by which clients recognise it).
+Each is offered to the ``"c2s/unacked"`` hook as
 ``(session, stanza)`` — offline storage (:mod:`fedxmpp.im.offline`) takes chat and
 normal messages — and what nobody takes is answered with
 ``<service-unavailable/>`` (RFC 6121 §8.5.3): iq requests and the remaining
 messages.  Presence is dropped (subscription requests stay pending in the
 roster and are sent again at the next login), and so are headlines, which are
-ephemeral (RFC 6121 §8.5.3.2.1), and errors and results.
+ephemeral (RFC 6121 §8.5.3.2.1), and errors and results.  Stanzas sent with
+:meth:`ManagedSession.send_tracked` (stored offline messages) are not offered:
+their sender learns they were not acknowledged and still has them.
 
 A resume id that is unknown, expired or not the authenticated user's gets
 ``<failed><item-not-found/></failed>`` and the client may bind instead; for an
@@ -48,6 +66,7 @@ import os
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -63,6 +82,7 @@ if TYPE_CHECKING:
 log = Logger()
 
 NS = "urn:xmpp:sm:3"
+SID = "urn:xmpp:sid:0"
 MASK = 0xFFFFFFFF  # h and the send count wrap at 2**32
 # Expired resume ids remembered, with their last h, for <failed h='...'/>.
 EXPIRED_IDS = 10_000
@@ -183,8 +203,11 @@ class StreamManagement:
         while len(self._expired) > EXPIRED_IDS:
             self._expired.popitem(last=False)
 
-    def undelivered(self, session: ClientSession, stanza: domish.Element) -> None:
-        """A stanza *session*'s client never acknowledged, and never will."""
+    def undelivered(self, session: ClientSession, stanza: domish.Element, *, closed_by_client: bool = False) -> None:
+        """A stanza *session*'s client never acknowledged, and never will;
+        *closed_by_client* when its client ended the session with its closing tag."""
+        if closed_by_client and archived_for(stanza, session.bare):
+            return
         if self.ctx.hooks.fire("c2s/unacked", (session, stanza)):
             return
         stype = stanza.getAttribute("type")
@@ -226,6 +249,9 @@ class ManagedSession:
         self.acked = 0
         #: Sent and not acknowledged, oldest first: stanza number acked+1 is queue[0].
         self.queue: deque[domish.Element] = deque()
+        #: How many of the newest in the queue were never written to a stream
+        #: (queued while hibernating, or after the stream had closed).
+        self.unwritten = 0
         self.hibernating = False
         #: Over: nothing is queued any more (overflow, or the session finished).
         self.closed = False
@@ -234,6 +260,11 @@ class ManagedSession:
         self._ack_call: Any = None
         self._overdue_call: Any = None
         self._expiry: Any = None
+        session.stream.before_close = self.final_ack
+        #: Stanzas whose sender wants to know whether they were acknowledged
+        #: (offline messages, which stay stored until then); see send_tracked.
+        self._receipts: dict[domish.Element, Deferred[bool]] = {}
+        self._watchers: list[Deferred[None]] = []
 
     # -- stanzas ------------------------------------------------------------------------------
 
@@ -250,7 +281,8 @@ class ManagedSession:
         if len(self.queue) > self.max_queue:
             self._overflow()
             return
-        if self.hibernating:
+        if self.hibernating or self.session.stream.closed:
+            self.unwritten += 1
             return
         self.session.stream.send(stanza)
         if self._awaiting_ack:
@@ -261,10 +293,46 @@ class ManagedSession:
         elif self._ack_call is None and self.ack_delay:
             self._ack_call = self.manager.clock.callLater(self.ack_delay, self._ack_timer)
 
+    def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
+        """Send *stanza*; True once the client's ``<a h/>`` covers it, False if the
+        session ends first.  Either way it is not offered to ``c2s/unacked``: the
+        caller still holds it."""
+        receipt: Deferred[bool] = Deferred()
+        if self.closed:
+            receipt.callback(False)
+            return receipt
+        self._receipts[stanza] = receipt
+        self.send(stanza)
+        return receipt
+
+    def window_full(self) -> bool:
+        """Whether a bulk sender should wait for acks: half the queue is in use."""
+        return len(self.queue) >= max(1, self.max_queue // 2)
+
+    def changed(self) -> Deferred[None]:
+        """Fires at the next ack, resumption or end of the session."""
+        d: Deferred[None] = Deferred()
+        if self.closed:
+            d.callback(None)
+        else:
+            self._watchers.append(d)
+        return d
+
+    def _notify(self) -> None:
+        watchers, self._watchers = self._watchers, []
+        for d in watchers:
+            d.callback(None)
+
     # -- acks -----------------------------------------------------------------------------------
 
     def ack_requested(self) -> None:
         self.session.stream.write(f"<a xmlns='{NS}' h='{self.h_in}'/>")
+
+    def final_ack(self) -> None:
+        """The stream is about to end (our closing tag or stream error): tell the
+        client how many of its stanzas were handled, so it resends none of them."""
+        if not self.hibernating:
+            self.ack_requested()
 
     def ack_received(self, element: domish.Element) -> None:
         h = _counter(element)
@@ -279,6 +347,7 @@ class ManagedSession:
         self._cancel_overdue_call()
         if self.queue and self._ack_call is None and self.ack_delay:
             self._ack_call = self.manager.clock.callLater(self.ack_delay, self._ack_timer)
+        self._notify()
 
     def covers(self, h: int) -> bool:
         """Whether *h* acknowledges no more stanzas than were sent."""
@@ -286,8 +355,12 @@ class ManagedSession:
 
     def _release(self, h: int) -> None:
         for _ in range((h - self.acked) & MASK):
-            self.queue.popleft()
+            stanza = self.queue.popleft()
+            receipt = self._receipts.pop(stanza, None) if self._receipts else None
+            if receipt is not None:
+                receipt.callback(True)
         self.acked = h
+        self.unwritten = min(self.unwritten, len(self.queue))
 
     def _request_ack(self) -> None:
         self._cancel_ack_call()
@@ -375,6 +448,7 @@ class ManagedSession:
         if old is not stream:
             # The old stream's end is no longer this session's end.
             old.handler.session = None  # type: ignore[attr-defined]
+            old.before_close = None
             old.fail(StreamError("conflict", "The session was resumed on another connection"))
         if self._expiry is not None and self._expiry.active():
             self._expiry.cancel()
@@ -382,12 +456,14 @@ class ManagedSession:
         self.hibernating = False
         self._release(h)
         session.stream = stream
+        stream.before_close = self.final_ack
         resumed = domish.Element((NS, "resumed"))
         resumed["previd"] = self.resume_id or ""
         resumed["h"] = str(self.h_in)
         stream.send(resumed)
         for stanza in self.queue:
             stream.send(stanza)
+        self.unwritten = 0
         self._awaiting_ack = False
         self._since_request = 0
         # XEP-0352 §5: a resumed stream starts active; what was held (all newer
@@ -398,6 +474,7 @@ class ManagedSession:
         if self.queue:
             self._request_ack()
         log.info("Resumed {jid}, {n} stanzas sent again", jid=session.address.full(), n=len(self.queue))
+        self._notify()
 
     # -- the end ----------------------------------------------------------------------------------
 
@@ -418,12 +495,36 @@ class ManagedSession:
         self._cancel_ack_call()
         self._cancel_overdue_call()
         self.manager.forget(self)
-        self._drain()
+        closed_by_client = self.session.stream.close_reason == "peer"
+        if self.queue:
+            log.info("Session of {jid} ended ({how}) with {n} stanzas unacknowledged",
+                     jid=self.session.address.full(), n=len(self.queue),
+                     how="closed by the client" if closed_by_client else "not closed by the client")
+        self._drain(closed_by_client=closed_by_client)
 
-    def _drain(self) -> None:
+    def _drain(self, *, closed_by_client: bool = False) -> None:
         queue, self.queue = self.queue, deque()
-        for stanza in queue:
-            self.manager.undelivered(self.session, stanza)
+        # Only what reached the stream before it closed can have been seen.
+        written, self.unwritten = len(queue) - self.unwritten, 0
+        for i, stanza in enumerate(queue):
+            seen = closed_by_client and i < written
+            receipt = self._receipts.pop(stanza, None)
+            if receipt is not None:
+                # Its sender still has it, and keeps it unless the rule below counts it handled.
+                receipt.callback(seen and archived_for(stanza, self.session.bare))
+            else:
+                self.manager.undelivered(self.session, stanza, closed_by_client=seen)
+        self._notify()
+
+
+def archived_for(stanza: domish.Element, user: JID) -> bool:
+    """Whether *stanza* is a message that *user*'s archive holds: it carries the
+    archive's XEP-0359 stanza-id (the archive removes forged ones on arrival)."""
+    if stanza.name != "message":
+        return False
+    by = user.full()
+    return any(getattr(c, "uri", None) == SID and c.name == "stanza-id" and c.getAttribute("by") == by
+               for c in stanza.elements())
 
 
 def _failed(stream: ServerStream, condition: str, text: str | None, h: int | None = None) -> None:

@@ -73,6 +73,9 @@ class ComponentStreamHandler:
         else:
             stream.fail(StreamError("not-authorized", "Complete the handshake first (XEP-0114)"))
 
+    def stream_closing(self, stream: ServerStream) -> None:
+        pass  # routes go when the connection does (stream_closed)
+
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         if self.session is not None:
             self.components.detach(self.session)

@@ -22,6 +22,7 @@ from fedxmpp.component.session import ComponentSession
 from fedxmpp.config import ComponentConfig, Config
 from fedxmpp.hooks import Hooks
 from fedxmpp.router import Route, Router
+from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError
@@ -130,7 +131,9 @@ class ComponentFactory(Factory):
                               negotiation_timeout=cfg.components.handshake_timeout,
                               idle_timeout=cfg.components.idle_timeout,
                               keepalive_interval=cfg.components.keepalive_interval,
-                              on_lost=self.streams.discard, versioned=False)
+                              on_lost=self.streams.discard, versioned=False,
+                              shaper=shaper(cfg.limits.component_rate, cfg.limits.component_burst,
+                                            self.components.clock))
         stream.factory = self
         self.streams.add(stream)
         return stream

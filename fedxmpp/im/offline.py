@@ -12,10 +12,17 @@ answered with an error either (XEP-0085 §5.8).
 
 When a resource becomes available with a non-negative priority, the presence
 module calls :meth:`OfflineMessages.session_available`: the stored messages are
-taken (and deleted) in one transaction and sent to that resource, oldest first
-(XEP-0160 §2, step 5).
-Messages to the user's bare JID that arrive while this runs are held back and
-delivered after them, so the order stays the order of arrival.
+sent to that resource, oldest first (XEP-0160 §2, step 5), read a page at a
+time and paced by the session (``session.ready()``: the transport's flow
+control, and half the XEP-0198 queue).  Each is sent with
+``session.send_tracked`` and its row deleted only when that says it was
+delivered — acknowledged under stream management, or passed on by a connection
+still open without (see :meth:`fedxmpp.c2s.session.ClientSession.send_tracked`);
+what was not stays stored, in order, for the next login.  One flush runs per
+user: a resource that becomes available meanwhile takes over if the one being
+served goes first.  Messages to the user's bare JID that arrive while it runs
+are held back and delivered after the stored ones, so the order stays the order
+of arrival.
 
 A chat or normal message that a client never acknowledged under stream
 management (XEP-0198) before its session ended for good is offered to the
@@ -31,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -61,14 +68,20 @@ PRIORITY = -500
 # Holding messages during a flush comes before every other handler, so that a held
 # message, fired again afterwards, passes each handler exactly once.
 HOLD_PRIORITY = 10_000
+# Stored messages read from storage at a time while delivering them.
+READ_BATCH = 200
 
 
 @dataclass
 class _Flush:
-    """Messages to a user's bare JID held back while stored ones are being taken."""
+    """The delivery of one user's stored messages: messages to the bare JID that
+    arrive meanwhile are held back, sessions that become available meanwhile wait
+    (one takes over if the session being served goes first), and the receipts of
+    what was sent and not yet confirmed."""
 
-    running: int = 0
     held: list[StanzaEvent] = field(default_factory=list)
+    waiting: list[BoundSession] = field(default_factory=list)
+    pending: set[Deferred[bool]] = field(default_factory=set)
 
 
 class OfflineMessages:
@@ -76,6 +89,10 @@ class OfflineMessages:
         self.ctx = ctx
         self.quota = quota
         self._flushing: dict[JID, _Flush] = {}
+        # Delivered stored messages whose rows are being deleted, per user.
+        self._delivered_ids: dict[JID, set[int]] = {}
+        self._to_delete: dict[JID, list[int]] = {}
+        self._deleting: set[JID] = set()
         #: Stored, delivered: counters for logs and tests.
         self.stored = 0
         self.delivered = 0
@@ -161,44 +178,99 @@ class OfflineMessages:
         if self.quota <= 0:
             return
         bare = session.bare
-        flush = self._flushing.setdefault(bare, _Flush())
-        flush.running += 1
+        flush = self._flushing.get(bare)
+        if flush is not None:
+            flush.waiting.append(session)  # takes over if the one being served goes
+            return
+        flush = self._flushing[bare] = _Flush()
         Deferred.fromCoroutine(self._flush(session, bare, flush)).addErrback(
             lambda f: log.failure("Delivering offline messages failed", f))
 
-    async def _flush(self, session: BoundSession, bare: JID, flush: _Flush) -> None:
+    async def _flush(self, session: BoundSession | None, bare: JID, flush: _Flush) -> None:
         try:
+            while session is not None:
+                if await self._deliver_stored(session, bare, flush):
+                    break
+                # The session went before everything was sent: what it was sent
+                # settles first, so that the next session does not get it again.
+                if flush.pending:
+                    await DeferredList(list(flush.pending))
+                session = self._next_session(flush)
+        finally:
+            del self._flushing[bare]
+            for event in flush.held:
+                self.ctx.hooks.fire("message/bare", event)
+
+    async def _deliver_stored(self, session: BoundSession, bare: JID, flush: _Flush) -> bool:
+        """Send *bare*'s stored messages to *session*, oldest first, a page at a
+        time and as fast as the session takes them; True when all were sent,
+        False when the session stopped being a destination first."""
+        limits = self.ctx.config.limits
+        after = 0
+        while True:
             try:
-                stored = await self.ctx.storage.offline.take_all(bare.user, bare.host)
+                rows = await self.ctx.storage.offline.read(bare.user, bare.host, after, READ_BATCH)
             except StorageError as e:
-                # take_all is one transaction: the messages are still stored.
                 log.error("Could not read the offline messages of {user}: {error}", user=bare.full(),
                           error=str(e))
-                stored = []
-            limits = self.ctx.config.limits
-            for text in stored:
+                return True  # still stored: the next login tries again
+            if not rows:
+                return True
+            done = self._delivered_ids.get(bare, set())
+            for row_id, text in rows:
+                after = row_id
+                if row_id in done:
+                    continue  # delivered, its deletion under way
                 message = parse_stanza(text, limits.max_stanza_size * 2, limits.max_depth + 2)
                 if message is None:
                     log.error("Dropped an unreadable offline message of {user}", user=bare.full())
+                    self._delivered(True, bare, row_id)
                     continue
-                self.delivered += 1
-                if self.ctx.sessions.get(session.address) is session and session.available:
-                    session.send(message)
-                else:  # gone meanwhile: the bare-JID rules again (which may store it again)
-                    self._reroute(message, bare)
-        finally:
-            flush.running -= 1
-            if flush.running == 0:
-                del self._flushing[bare]
-                for event in flush.held:
-                    self.ctx.hooks.fire("message/bare", event)
+                if not await session.ready() or not self._current(session):
+                    return False
+                receipt = session.send_tracked(message)
+                flush.pending.add(receipt)
+                receipt.addCallback(self._delivered, bare, row_id)
+                receipt.addBoth(lambda _, r=receipt: flush.pending.discard(r))
 
-    def _reroute(self, message: domish.Element, bare: JID) -> None:
+    def _current(self, session: BoundSession) -> bool:
+        return self.ctx.sessions.get(session.address) is session and session.available
+
+    def _next_session(self, flush: _Flush) -> BoundSession | None:
+        while flush.waiting:
+            session = flush.waiting.pop(0)
+            if self._current(session) and session.priority >= 0:
+                return session
+        return None
+
+    def _delivered(self, delivered: bool, bare: JID, row_id: int) -> None:
+        """A stored message reached its client (or can never be read): delete it.
+        Deletions are batched, one transaction at a time per user."""
+        if not delivered:
+            return  # stays stored, for the next login
+        self.delivered += 1
+        self._delivered_ids.setdefault(bare, set()).add(row_id)
+        self._to_delete.setdefault(bare, []).append(row_id)
+        if bare not in self._deleting:
+            self._deleting.add(bare)
+            Deferred.fromCoroutine(self._delete(bare)).addErrback(
+                lambda f: log.failure("Deleting delivered offline messages failed", f))
+
+    async def _delete(self, bare: JID) -> None:
         try:
-            frm = JID.parse(message.getAttribute("from", ""))
-        except InvalidJID:
-            frm = bare.domain
-        self.ctx.hooks.fire("message/bare", StanzaEvent(message, frm, bare, self.ctx.router))
+            while ids := self._to_delete.pop(bare, None):
+                try:
+                    await self.ctx.storage.offline.delete(bare.user, bare.host, ids)
+                except StorageError as e:
+                    log.error("Could not delete {n} delivered offline messages of {user}, which will come "
+                              "again: {error}", n=len(ids), user=bare.full(), error=str(e))
+                done = self._delivered_ids.get(bare)
+                if done is not None:
+                    done.difference_update(ids)
+                    if not done:
+                        del self._delivered_ids[bare]
+        finally:
+            self._deleting.discard(bare)
 
 
 def _only_chat_state(stanza: domish.Element) -> bool:

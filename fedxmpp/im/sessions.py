@@ -6,6 +6,7 @@ import base64
 import os
 from typing import Iterator, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -27,6 +28,16 @@ class BoundSession(Protocol):
     replaced: bool
 
     def send(self, stanza: domish.Element) -> None: ...
+
+    def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
+        """Send *stanza*; True once it was delivered (acknowledged by stream
+        management, or passed on by an open connection), False if it was not
+        and will not be — the caller still owns it then."""
+
+    def ready(self) -> Deferred[bool]:
+        """True once the session can take another tracked stanza without
+        buffering past its connection's limits; False when it is no longer a
+        destination."""
 
     def close(self, error: StreamError | None = None) -> None: ...
 

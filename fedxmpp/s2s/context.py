@@ -27,5 +27,5 @@ class S2SContext:
         return domain in self.router.hosted or self.router.has_route(domain)
 
     def has_certificate(self, domain: str) -> bool:
-        """Whether we hold a certificate for *domain* (components' domains have none)."""
+        """Whether we hold a certificate for *domain* (hosted, or a component's)."""
         return domain in self.certificates.domains()

@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from fedxmpp.s2s import dialback
+from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import PeerCheck, peer_chain
 from fedxmpp.xml import ns
@@ -129,6 +130,9 @@ class IncomingHandler:
         else:
             stream.fail(StreamError("unsupported-stanza-type", f"<{element.name}/> is not expected here"))
 
+    def stream_closing(self, stream: ServerStream) -> None:
+        pass  # routes go when the connection does (stream_closed)
+
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         self.closed = True
         if self.authed:
@@ -142,7 +146,9 @@ class IncomingHandler:
             stream.fail(StreamError("policy-violation", "TLS is already in place"))
             return
         stream.write(f"<proceed xmlns='{ns.TLS}'/>")
-        stream.transport.startTLS(self.ctx.certificates.server_creator(request_client_cert=True))
+        # The header named the domain: its certificate, also for peers that send no SNI.
+        stream.transport.startTLS(self.ctx.certificates.server_creator(request_client_cert=True,
+                                                                       domain=stream.domain))
         stream.restart()
 
     def _sasl(self, stream: ServerStream, element: domish.Element) -> None:
@@ -359,7 +365,8 @@ class IncomingFactory(Factory):
         stream = S2SServerStream(IncomingHandler(self.ctx, self.outgoing), content_ns=ns.SERVER,
                                  limits=self.ctx.limits, clock=self.ctx.clock,
                                  negotiation_timeout=cfg.auth_timeout, idle_timeout=cfg.idle_timeout,
-                                 on_lost=self.streams.discard)
+                                 on_lost=self.streams.discard,
+                                 shaper=shaper(self.ctx.limits.s2s_rate, self.ctx.limits.s2s_burst, self.ctx.clock))
         stream.factory = self
         self.streams.add(stream)
         return stream

@@ -12,7 +12,9 @@ streams we opened to that domain::
 
 A stream authenticates one of our domains (the stream header's 'from'); others
 are added to a dialback stream with another ``<db:result/>`` (multiplexing,
-XEP-0220 §4), or get a stream of their own when the first used SASL EXTERNAL.
+XEP-0220 §4), or get a stream of their own when the first used SASL EXTERNAL,
+or when the peer refused them on a shared stream: each domain, a component's
+included, then presents its own certificate.
 
 Failure is never silence: when every target of a round has failed, each stanza
 queued for it is bounced (``<remote-server-not-found/>``, or
@@ -482,6 +484,8 @@ class Destination:
         self.by_local: dict[str, OutgoingStream] = {}
         # Our domains with a connection round under way.
         self.rounds: dict[str, defer.Deferred[None]] = {}
+        # Our domains the peer refused on a stream opened for another: they get their own.
+        self.own_stream: set[str] = set()
         self.verifies: list[_Verify] = []
         self.backoff = 0.0
         self.retry_at = 0.0
@@ -557,7 +561,7 @@ class Destination:
         """Make sure some stream is carrying, or getting ready to carry, *local*."""
         if local in self.by_local or local in self.rounds:
             return
-        for stream in self.streams:
+        for stream in self.streams if local not in self.own_stream else ():
             if stream.can_multiplex:
                 self.by_local[local] = stream
                 stream.request_dialback(local)
@@ -656,9 +660,17 @@ class Destination:
         self._kick()
 
     def dialback_failed(self, stream: OutgoingStream, local: str, failure: StreamFailed) -> None:
-        """A multiplexed ``<db:result/>`` for another of our domains was refused."""
+        """A multiplexed ``<db:result/>`` for another of our domains was refused:
+        that domain tries once more on a stream of its own (where its certificate
+        may let it use SASL EXTERNAL, or the peer judge it by itself); after that,
+        what waits for it bounces."""
         if self.by_local.get(local) is stream:
             del self.by_local[local]
+        if local not in self.own_stream:
+            self.own_stream.add(local)
+            log.info("S2S {local} -> {remote}: trying a stream of its own", local=local, remote=self.remote)
+            self._ensure(local)
+            return
         self._bounce_local(local, failure.condition, f"Cannot reach {self.remote}")
 
     def stream_lost(self, stream: OutgoingStream) -> None:

@@ -127,8 +127,12 @@ class OfflineStore(Protocol):
         """Keep *stanza_xml* for the user unless they already have *quota*
         messages waiting; returns whether it was stored."""
 
-    async def take_all(self, user: str, domain: str) -> list[str]:
-        """The user's waiting messages, oldest first, deleted in the same transaction."""
+    async def read(self, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """At most *limit* of the user's waiting messages with an id above *after*,
+        oldest first, as ``(id, stanza_xml)``; nothing is deleted."""
+
+    async def delete(self, user: str, domain: str, ids: Sequence[int]) -> int:
+        """Delete the user's messages with these ids (delivered); how many were there."""
 
     async def count(self, user: str, domain: str) -> int:
         ...

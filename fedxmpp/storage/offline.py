@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 from fedxmpp.storage.database import Database, Transaction
 from fedxmpp.storage.errors import ConstraintViolation, NoSuchAccount
@@ -18,8 +19,13 @@ class SqlOfflineStore:
         return await self._db.run_interaction("store offline message", _store_txn, user, domain,
                                               stanza_xml, quota, int(time.time()))
 
-    async def take_all(self, user: str, domain: str) -> list[str]:
-        return await self._db.run_interaction("take offline messages", _take_all_txn, user, domain)
+    async def read(self, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
+        return await self._db.run_interaction("read offline messages", _read_txn, user, domain, after, limit)
+
+    async def delete(self, user: str, domain: str, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        return await self._db.run_interaction("delete offline messages", _delete_txn, user, domain, list(ids))
 
     async def count(self, user: str, domain: str) -> int:
         return await self._db.run_interaction("count offline messages", _count_txn, user, domain)
@@ -42,12 +48,22 @@ def _store_txn(txn: Transaction, user: str, domain: str, stanza_xml: str, quota:
     return True
 
 
-def _take_all_txn(txn: Transaction, user: str, domain: str) -> list[str]:
-    txn.execute("SELECT id, stanza FROM offline_messages WHERE domain = ? AND username = ? ORDER BY id",
-                (domain, user))
-    rows = txn.fetchall()
-    if rows:
-        # Only what was read: a message stored meanwhile by another process stays.
-        txn.execute("DELETE FROM offline_messages WHERE domain = ? AND username = ? AND id <= ?",
-                    (domain, user, rows[-1][0]))
-    return [str(row[1]) for row in rows]
+def _read_txn(txn: Transaction, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
+    txn.execute("SELECT id, stanza FROM offline_messages WHERE domain = ? AND username = ? AND id > ? "
+                "ORDER BY id LIMIT ?", (domain, user, after, limit))
+    return [(int(row[0]), str(row[1])) for row in txn.fetchall()]
+
+
+# SQLite allows 999 parameters in one statement before 3.32; stay well below.
+_DELETE_CHUNK = 500
+
+
+def _delete_txn(txn: Transaction, user: str, domain: str, ids: list[int]) -> int:
+    deleted = 0
+    for start in range(0, len(ids), _DELETE_CHUNK):
+        chunk = ids[start:start + _DELETE_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        txn.execute(f"DELETE FROM offline_messages WHERE domain = ? AND username = ? AND id IN ({marks})",
+                    (domain, user, *chunk))
+        deleted += max(txn.rowcount, 0)
+    return deleted

@@ -3,7 +3,24 @@
 :class:`ServerStream` owns the socket: it runs the safe parser, answers the
 stream header, sends stream errors, restarts the stream after STARTTLS and SASL,
 enforces the negotiation and idle timeouts, sends whitespace keepalives and
-closes a peer that stops reading.  What the stream *means* (which features, what
+closes a peer that stops reading.  It also decides when to stop reading
+from its peer (``transport.pauseProducing``), for three reasons, each
+released on its own:
+
+* the peer does not read what we send (our send buffer is full);
+* the peer sent more than its shaper allows (:mod:`fedxmpp.stream.shaper`);
+* **backpressure**: a client stream fed a stream whose send buffer is full —
+  what it sends would only pile up in our memory.  The client is read again
+  when that buffer has drained.  So that this cannot deadlock (two clients
+  flooding each other, neither reading), a stream that keeps others waiting
+  for ``[limits] max_send_stall`` seconds without draining is closed with
+  ``<resource-constraint/>``, which releases them and ends its session as any
+  stream error does.  Only client streams are held: a server-to-server or
+  component link carries many users' traffic, and holding it for one slow
+  reader would stall them all; those links are bounded by their shapers and
+  every stream by ``max_send_buffer``.
+
+What the stream *means* (which features, what
 happens to a stanza) belongs to its :class:`StreamHandler`, one per transport.
 """
 
@@ -11,15 +28,18 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Callable, Protocol as TypingProtocol
+from contextvars import ContextVar
+from typing import Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet import interfaces
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import implementer
 
+from fedxmpp.stream.shaper import TokenBucket
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.parser import StreamParser
@@ -30,11 +50,19 @@ log = Logger()
 # Seconds a closed stream waits for the peer to finish the TCP/TLS close.
 CLOSE_TIMEOUT = 2.0
 
+# Why reading from a peer is paused (besides the streams it waits for).
+SHAPED = "shaped"
+NOT_READING = "not-reading"
+
+# The stream whose bytes are being handled: whatever is written meanwhile, it fed.
+_feeding: ContextVar[ServerStream | None] = ContextVar("fedxmpp_feeding", default=None)
+
 
 class StreamLimits(TypingProtocol):
     max_stanza_size: int
     max_depth: int
     max_send_buffer: int
+    max_send_stall: float
 
 
 class StreamHandler(TypingProtocol):
@@ -48,6 +76,10 @@ class StreamHandler(TypingProtocol):
 
     def element_received(self, stream: ServerStream, element: domish.Element) -> None:
         """A complete top-level element (stanza or nonza) arrived."""
+
+    def stream_closing(self, stream: ServerStream) -> None:
+        """The stream is closing (a closing tag or a stream error sent, or the
+        connection aborted): nothing more will be written to it."""
 
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         """The connection is gone, cleanly or not."""
@@ -67,8 +99,12 @@ class ServerStream(Protocol):
 
     def __init__(self, handler: StreamHandler, *, content_ns: str, limits: StreamLimits, clock: interfaces.IReactorTime,
                  negotiation_timeout: float, idle_timeout: float = 0.0, keepalive_interval: float = 0.0,
-                 on_lost: Callable[[ServerStream], None] | None = None, versioned: bool = True) -> None:
+                 on_lost: Callable[[ServerStream], None] | None = None, versioned: bool = True,
+                 shaper: TokenBucket | None = None, backpressure: bool = False) -> None:
         self.handler = handler
+        self.shaper = shaper
+        # Whether reading from this peer pauses while a stream it fed cannot take more.
+        self.backpressure = backpressure
         # XEP-0114 component streams predate stream versions: when False, any header
         # version is accepted and ours carries none (so no features are expected).
         self.versioned = versioned
@@ -97,6 +133,21 @@ class ServerStream(Protocol):
         self._abort_call = None
         self._paused = False
         self._unread_bytes = 0
+        # Why reading is paused: SHAPED, NOT_READING, or the streams we wait for.
+        self._holds: set[object] = set()
+        # The streams held because they fed us while our send buffer was full.
+        self._waiting: set[ServerStream] = set()
+        self._stall_call: Any = None
+        self._shaper_call: Any = None
+        # Called once, just before our stream error or closing tag: the last
+        # words of the layer above (XEP-0198's final <a h/>).
+        self.before_close: Callable[[], None] | None = None
+        self._lost = False
+        self._closing_told = False
+        # Waiting for the transport to take more (writable) or to have passed on
+        # what was written (flushed); see those methods.
+        self._writable_waiters: list[Deferred[bool]] = []
+        self._flushed_waiters: list[Deferred[bool]] = []
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -111,12 +162,18 @@ class ServerStream(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.closed = True
-        for call in (self._negotiation_call, self._idle_call, self._keepalive_call, self._abort_call):
+        self._lost = True
+        self._release_waiting()
+        for call in (self._negotiation_call, self._idle_call, self._keepalive_call, self._abort_call,
+                     self._shaper_call):
             if call is not None and call.active():
                 call.cancel()
-        self._negotiation_call = self._idle_call = self._keepalive_call = None
+        self._negotiation_call = self._idle_call = self._keepalive_call = self._shaper_call = None
         self._parser = None
         self.handler.stream_closed(self, reason)
+        # After the handler: a writer woken now sees the session as it is (ended, or hibernating).
+        self._release(self._writable_waiters, False)
+        self._release(self._flushed_waiters, False)
         if self.on_lost is not None:
             self.on_lost(self)
 
@@ -125,10 +182,15 @@ class ServerStream(Protocol):
             return
         self.bytes_in += len(data)
         self._touch()
+        if self.shaper is not None:
+            self._shape(len(data))
+        feeding = _feeding.set(self)
         try:
             self._parser.feed(data)
         except StreamError as e:
             self.fail(e)
+        finally:
+            _feeding.reset(feeding)
 
     # -- what the handler calls ---------------------------------------------------
 
@@ -164,8 +226,11 @@ class ServerStream(Protocol):
                 log.info("Closing stream {id}: peer stopped reading ({n} bytes waiting)",
                          id=self.stream_id, n=self._unread_bytes)
                 self.closed = True
+                self._release_waiting()
                 self.transport.abortConnection()
+                self._closing()
                 return
+            self._hold_feeder()
         self.transport.write(data)
         self._schedule_keepalive()
 
@@ -178,6 +243,7 @@ class ServerStream(Protocol):
         self.close_reason = error.condition
         if not self.header_sent:
             self._send_header(self.domain)
+        self._last_words()
         self.send(error.to_element())
         self.close()
 
@@ -187,16 +253,82 @@ class ServerStream(Protocol):
             return
         if self.close_reason is None:
             self.close_reason = "local"
+        self._last_words()
         self.write("</stream:stream>")
         self.closed = True
         if self._parser is not None:
             self._parser.stop()
         self._parser = None
+        self._release_waiting()
         # Twisted's TLS layer sends close_notify only once no producer is registered.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
         # A TLS close waits for the peer's close_notify, which a peer may never send.
         self._abort_call = self.clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
+        self._closing()
+
+    def _closing(self) -> None:
+        """Nothing more will be written: no more waiting for room, and the handler
+        is told once, so that its session stops being a destination now rather
+        than when the peer finally drops the connection."""
+        if not self._closing_told:
+            self._closing_told = True
+            self.handler.stream_closing(self)
+        self._release(self._writable_waiters, False)
+
+    # -- flow control for those who write a lot (offline messages) -------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether the transport asked us to stop writing (its buffer is full)."""
+        return self._paused
+
+    def writable(self) -> Deferred[bool]:
+        """True as soon as the transport takes writes without queueing past its
+        buffer (at once unless paused); False if the stream closes first."""
+        if self.closed:
+            return succeed(False)
+        if not self._paused:
+            return succeed(True)
+        d: Deferred[bool] = Deferred()
+        self._writable_waiters.append(d)
+        return d
+
+    def flushed(self) -> Deferred[bool]:
+        """True once what was written so far has been passed on by Twisted while
+        the connection is open; False if the connection is lost first.
+
+        Twisted says so exactly when it resumes a paused stream: its buffer is
+        empty then.  When the writes did not fill the buffer no such signal
+        comes, so two reactor turns later without a pause count too: the TLS
+        layer hands its bytes down in the next turn, and the reactor writes a
+        socket's buffer in its I/O pass between the two.
+        """
+        if self._lost:
+            return succeed(False)
+        d: Deferred[bool] = Deferred()
+        self._flushed_waiters.append(d)
+        self.clock.callLater(0, self.clock.callLater, 0, self._flush_turns_done, d)
+        return d
+
+    def _flush_turns_done(self, d: Deferred[bool]) -> None:
+        if d.called or self._lost or self._paused:
+            return  # settled already, or settled by resumeProducing / connectionLost
+        self._flushed_waiters.remove(d)
+        d.callback(True)
+
+    @staticmethod
+    def _release(waiters: list[Deferred[bool]], value: bool) -> None:
+        pending = list(waiters)
+        waiters.clear()
+        for d in pending:
+            if not d.called:
+                d.callback(value)
+
+    def _last_words(self) -> None:
+        before, self.before_close = self.before_close, None
+        if before is not None and self.header_sent:
+            before()
 
     # -- parser callbacks ---------------------------------------------------------
 
@@ -280,22 +412,83 @@ class ServerStream(Protocol):
         if not self.closed and self.header_sent:
             self.write(" ")
 
+    # -- reading paused: shaping and backpressure ----------------------------------
+
+    def _hold_reading(self, why: object) -> None:
+        first = not self._holds
+        self._holds.add(why)
+        if first and not self.closed:
+            self.transport.pauseProducing()
+
+    def _release_reading(self, why: object) -> None:
+        if why not in self._holds:
+            return
+        self._holds.discard(why)
+        if not self._holds and not self.closed:
+            self.transport.resumeProducing()
+
+    def _shape(self, n: int) -> None:
+        wait = self.shaper.take(n)  # type: ignore[union-attr]
+        if wait > 0 and self._shaper_call is None:
+            self._hold_reading(SHAPED)
+            self._shaper_call = self.clock.callLater(wait, self._refilled)
+
+    def _refilled(self) -> None:
+        self._shaper_call = None
+        wait = self.shaper.take(0)  # type: ignore[union-attr]
+        if wait > 0:  # bytes that were already on their way when reading paused
+            self._shaper_call = self.clock.callLater(wait, self._refilled)
+        else:
+            self._release_reading(SHAPED)
+
+    def _hold_feeder(self) -> None:
+        """Written to while our send buffer is full: stop reading from the client
+        stream that fed it until the buffer drains (or we are cut for stalling)."""
+        feeder = _feeding.get()
+        if (feeder is None or feeder is self or not feeder.backpressure or feeder.closed or self.closed
+                or feeder in self._waiting):
+            return
+        self._waiting.add(feeder)
+        feeder._hold_reading(self)
+        if self._stall_call is None and self.limits.max_send_stall > 0:
+            self._stall_call = self.clock.callLater(self.limits.max_send_stall, self._stalled)
+
+    def _release_waiting(self) -> None:
+        if self._stall_call is not None and self._stall_call.active():
+            self._stall_call.cancel()
+        self._stall_call = None
+        waiting, self._waiting = self._waiting, set()
+        for feeder in waiting:
+            feeder._release_reading(self)
+
+    def _stalled(self) -> None:
+        self._stall_call = None
+        log.info("Closing stream {id}: its peer read nothing for {seconds:.0f} s while {n} senders waited",
+                 id=self.stream_id, seconds=self.limits.max_send_stall, n=len(self._waiting))
+        self._release_waiting()
+        self.fail(StreamError("resource-constraint", "You read too slowly: others are waiting to send to you"))
+
     # -- IPushProducer: the transport tells us when the peer stops reading --------
 
     def pauseProducing(self) -> None:
         self._paused = True
         self._unread_bytes = 0
         # A peer that does not read what we send may not feed us more either.
-        self.transport.pauseProducing()
+        self._hold_reading(NOT_READING)
 
     def resumeProducing(self) -> None:
         self._paused = False
         self._unread_bytes = 0
+        # The transport's buffer is empty: everything written so far was passed on.
+        self._release(self._flushed_waiters, True)
+        self._release_waiting()
+        self._release_reading(NOT_READING)
         if not self.closed:
-            self.transport.resumeProducing()
+            self._release(self._writable_waiters, True)
 
     def stopProducing(self) -> None:
         self._paused = False
+        self._release_waiting()
 
 
 def set_nodelay(transport: object) -> None:

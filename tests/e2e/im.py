@@ -78,3 +78,16 @@ async def befriend(a: Client, pa: Presences, b: Client, pb: Presences) -> None:
 
 def delay_of(message: Any) -> ET.Element | None:
     return message.xml.find(f"{{{DELAY}}}delay")
+
+
+async def iq_error(client: Client, to: str, timeout: float = IO_TIMEOUT) -> Any:
+    """An iq get of a namespace nobody serves, sent to *to*: the error that came
+    back (an AssertionError if a result came back instead)."""
+    from slixmpp.exceptions import IqError
+
+    iq = client.xmpp.make_iq_get(queryxmlns="urn:example:interop:nothing", ito=to)
+    try:
+        result = await iq.send(timeout=timeout)
+    except IqError as e:
+        return e.iq
+    raise AssertionError(f"{to} answered an unknown query with {result}")

@@ -67,7 +67,15 @@ def serve(zone_path: str) -> None:
                 return defer.succeed(([], [soa], []))
             return super()._lookup(name, cls, type, timeout)
 
-    factory = server.DNSServerFactory(authorities=[ZoneAuthority(zone_path)])
+    class ZoneServerFactory(server.DNSServerFactory):
+        def _responseFromMessage(self, message: dns.Message, **kwargs: Any) -> dns.Message:
+            # RFC 1035 §4.1.1: RD is copied into the response.  twisted.names leaves it
+            # unset, and Erlang's resolver (hence ejabberd) drops such answers.
+            response = super()._responseFromMessage(message, **kwargs)
+            response.recDes = message.recDes
+            return response
+
+    factory = ZoneServerFactory(authorities=[ZoneAuthority(zone_path)])
     for _ in range(20):
         udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
         port = udp.getHost().port

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import HarnessError, ServerProcess
+from tests.e2e.harness import STREAMS, HarnessError, RawClient, Received, ServerProcess, _Transport
 from tests.e2e.s2s_dns import ZoneServer
 from tests.e2e.s2s_pki import CertAuthority
+
+DB = "jabber:server:dialback"
+SERVER = "jabber:server"
 
 # Short enough that failure tests end quickly, long enough for a loaded CI machine.
 S2S_TIMEOUTS = {"connect_timeout": 5.0, "auth_timeout": 10.0, "send_timeout": 20.0}
@@ -61,6 +64,8 @@ class Peer:
     port: int = 0
     direct_port: int = 0
     extra_listen: list[str] = field(default_factory=list)
+    # More configuration sections, e.g. {"components": {...}}.
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)
     server: ServerProcess | None = None
 
     def __post_init__(self) -> None:
@@ -76,6 +81,7 @@ def start_peer(root: Path, peer: Peer, ca: CertAuthority, dns: ZoneServer) -> Se
         "server": {"domains": peer.domains},
         "tls": {"self_signed": True},
         "s2s": s2s,
+        **peer.config,
     })
     certs = server.data_dir / "certs"
     for domain in peer.ca_domains:
@@ -89,3 +95,25 @@ def start_peer(root: Path, peer: Peer, ca: CertAuthority, dns: ZoneServer) -> Se
         raise
     peer.server = server
     return server
+
+
+class ServerRawClient(RawClient):
+    """A raw stream in jabber:server from *claim* to *domain* at host:port that
+    declares the dialback prefix: for sending what no real server sends."""
+
+    def __init__(self, port: int, cafile: Path, *, host: str, domain: str, claim: str) -> None:
+        self.claim = claim
+        self.cafile = cafile
+        self.domain = domain
+        self.use_pyopenssl = False
+        self.max_tls = None
+        self.t = _Transport(socket.create_connection((host, port), timeout=10))
+        self.tls_version = None
+        self.jid = None
+        self._pending = []
+        self.received = Received()
+        self._new_parser()
+
+    def header(self, to: str | None = None, **kw: Any) -> str:
+        return (f"<?xml version='1.0'?><stream:stream to='{to or self.domain}' from='{self.claim}' "
+                f"xmlns='{SERVER}' xmlns:stream='{STREAMS}' xmlns:db='{DB}' version='1.0'>")

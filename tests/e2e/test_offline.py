@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 
 from tests.e2e.conftest import USERS
-from tests.e2e.harness import logged_in, login, run
+from tests.e2e.harness import logged_in, login, run, wait_for
 from tests.e2e.im import Presences, befriend, delay_of, manual_subscriptions, server_roster
 
 NURSE, TYBALT = "nurse@example.test", "tybalt@example.test"
@@ -103,7 +104,20 @@ def test_restart_loses_no_roster_subscription_or_offline_message(own_server):
             finally:
                 await c.close()
 
+    def committed() -> bool:
+        """c's side of the request and b's message are in the database: what is
+        still on its way to storage when SIGTERM comes is not what this tests."""
+        db = sqlite3.connect(f"file:{srv.data_dir / 'fedxmpp.sqlite3'}?mode=ro", uri=True, timeout=10)
+        try:
+            pending = db.execute("SELECT pending_in FROM roster_items WHERE username = 'c' "
+                                 "AND contact = 'a@example.test'").fetchone()
+            stored = db.execute("SELECT COUNT(*) FROM offline_messages WHERE username = 'b'").fetchone()[0]
+        finally:
+            db.close()
+        return bool(pending and pending[0]) and stored == 1
+
     run(before_restart())
+    wait_for(committed, 10, what="the request to c and the message to b to be committed")
     srv.terminate()
     srv.start()
     run(after_restart())

@@ -12,6 +12,7 @@ The world, shared by the module:
   ``b.test``), a listener on the default port 5269 (of 127.0.0.3, or of another
   loopback address when a concurrent run holds it) for ``b2.test``/``b3.test``,
   which have an A record and no SRV; verification relaxed (dialback allowed);
+  the component (gateway) domain ``gw.b.test``, with a test-CA certificate too;
 * server C, ``c.test`` on 127.0.0.5: a self-signed certificate, verification
   relaxed.
 
@@ -30,22 +31,22 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.e2e.component_client import attached
 from tests.e2e.harness import (
-    STREAMS, TLS_NS, HarnessError, RawClient, lines_matching, logged_in, run, to_text,
+    STREAMS, TLS_NS, HarnessError, free_port, lines_matching, logged_in, run, to_text,
 )
 from tests.e2e.im import Presences, befriend, manual_subscriptions
 from tests.e2e.s2s_dns import ZoneServer
 from tests.e2e.s2s_pki import CertAuthority
-from tests.e2e.s2s_world import Peer, address_with_free_5269, port_free, start_peer
-
-DB = "jabber:server:dialback"
-SERVER = "jabber:server"
+from tests.e2e.s2s_world import DB, Peer, ServerRawClient, address_with_free_5269, port_free, start_peer
 
 USERS_A = {"alice@a.test": "alice-pw", "amy@a.test": "amy-pw", "ann@a.test": "ann-pw", "abe@a.test": "abe-pw"}
 USERS_B = {"bob@b.test": "bob-pw", "bea@b.test": "bea-pw", "carol@b2.test": "carol-pw", "ben@b3.test": "ben-pw",
            "bill@b.test": "bill-pw"}
 USERS_C = {"dave@c.test": "dave-pw", "dora@c.test": "dora-pw"}
 PASSWORDS = {**USERS_A, **USERS_B, **USERS_C}
+GATEWAY_B = "gw.b.test"
+GATEWAY_SECRET = "gateway-secret"
 
 
 def pw(jid: str) -> str:
@@ -58,8 +59,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     default_port_host = address_with_free_5269("127.0.0.3")
     ca = CertAuthority(root / "ca")
     a = Peer("a", "127.0.0.2", ["a.test"], USERS_A, ca_domains=["a.test"], server_auth_only=True)
-    b = Peer("b", "127.0.0.3", ["b.test", "b2.test", "b3.test"], USERS_B, ca_domains=["b.test", "b2.test", "b3.test"],
-             s2s={"verify_certificates": False}, extra_listen=[f"tcp:5269:interface={default_port_host}"])
+    component_port = free_port()
+    b = Peer("b", "127.0.0.3", ["b.test", "b2.test", "b3.test"], USERS_B,
+             ca_domains=["b.test", "b2.test", "b3.test", GATEWAY_B],
+             s2s={"verify_certificates": False}, extra_listen=[f"tcp:5269:interface={default_port_host}"],
+             config={"components": {"listen": [f"tcp:{component_port}:interface=127.0.0.1"],
+                                    "component": [{"domain": GATEWAY_B, "secret": GATEWAY_SECRET}]}})
     b.direct_port = b.port + 1 if port_free("127.0.0.3", b.port + 1) else b.port + 2
     c = Peer("c", "127.0.0.5", ["c.test"], USERS_C, s2s={"verify_certificates": False})
     zone = {
@@ -69,6 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
         "_xmpps-server._tcp.b.test": [["SRV", 0, 5, b.direct_port, "xmpp-b.test"]],
         "_xmpp-server._tcp.b.test": [["SRV", 10, 5, b.port, "xmpp-b.test"]],
         "xmpp-b.test": [["A", "127.0.0.3"]],
+        f"_xmpp-server._tcp.{GATEWAY_B}": [["SRV", 0, 5, b.port, "xmpp-b.test"]],
         "b2.test": [["A", default_port_host]],
         "b3.test": [["A", default_port_host]],
         "_xmpp-server._tcp.c.test": [["SRV", 0, 0, c.port, "xmpp-c.test"]],
@@ -81,7 +87,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     try:
         for peer in (a, b, c):
             started.append(start_peer(root, peer, ca, dns))
-        yield SimpleNamespace(a=a.server, b=b.server, c=c.server, ca=ca, dns=dns, peers={"a": a, "b": b, "c": c})
+        yield SimpleNamespace(a=a.server, b=b.server, c=c.server, ca=ca, dns=dns, peers={"a": a, "b": b, "c": c},
+                              component_port=component_port)
     finally:
         problems = []
         for server in started:
@@ -145,6 +152,27 @@ def test_messages_both_ways_with_sasl_external(world):
     log_has(world.b, r"S2S b\.test -> a\.test: authenticated with SASL EXTERNAL over STARTTLS")
     log_has(world.a, r"S2S b\.test -> a\.test: incoming stream authenticated with SASL EXTERNAL")
     assert not lines_matching(world.a.log_text(), r"connected to (a|b)\.test:5269")
+
+
+def test_gateway_domain_federates_with_its_own_certificate(world):
+    """A component on B (gw.b.test) and alice@a.test exchange messages: A, which
+    requires verified certificates, accepts the stream from gw.b.test because it
+    presents gw.b.test's own certificate (SASL EXTERNAL), and alice's reply goes
+    over A's stream to gw.b.test, which B answers with that certificate too."""
+    async def scenario():
+        async with logged_in(world.a, "alice@a.test/gw", pw("alice@a.test")) as alice, \
+                attached(world.component_port, GATEWAY_B, GATEWAY_SECRET) as gateway:
+            gateway.xmpp.send_message(mto="alice@a.test/gw", mfrom=f"bot@{GATEWAY_B}/b", mbody="from the gateway")
+            msg = await expect_message(alice, "from the gateway", timeout=25.0)
+            assert msg["from"].full == f"bot@{GATEWAY_B}/b"
+            alice.xmpp.send_message(mto=f"bot@{GATEWAY_B}/b", mbody="to the gateway")
+            msg = await expect_message(gateway, "to the gateway", timeout=25.0)
+            assert msg["from"].full == "alice@a.test/gw"
+
+    run(scenario())
+    log_has(world.b, rf"S2S {GATEWAY_B} -> a\.test: authenticated with SASL EXTERNAL")
+    log_has(world.a, rf"S2S {GATEWAY_B} -> a\.test: incoming stream authenticated with SASL EXTERNAL")
+    log_has(world.a, rf"S2S a\.test -> {GATEWAY_B}: authenticated with SASL EXTERNAL")
 
 
 def test_messages_sent_during_setup_arrive_in_order(world):
@@ -224,31 +252,6 @@ def test_dialback_with_verification_relaxed(world):
     log_has(world.b, r"S2S c\.test -> b\.test: incoming stream authenticated with dialback")
     log_has(world.b, r"S2S b\.test -> c\.test: authenticated with dialback")
     log_has(world.c, r"S2S b\.test -> c\.test: incoming stream authenticated with dialback")
-
-
-class ServerRawClient(RawClient):
-    """A raw stream in jabber:server that declares the dialback prefix."""
-
-    def __init__(self, port: int, cafile: Path, *, host: str, domain: str, claim: str) -> None:
-        import socket as _socket
-
-        self.claim = claim
-        sock = _socket.create_connection((host, port), timeout=10)
-        self.cafile = cafile
-        self.domain = domain
-        self.use_pyopenssl = False
-        self.max_tls = None
-        from tests.e2e.harness import Received, _Transport
-        self.t = _Transport(sock)
-        self.tls_version = None
-        self.jid = None
-        self._pending = []
-        self.received = Received()
-        self._new_parser()
-
-    def header(self, to: str | None = None, **kw: Any) -> str:
-        return (f"<?xml version='1.0'?><stream:stream to='{to or self.domain}' from='{self.claim}' "
-                f"xmlns='{SERVER}' xmlns:stream='{STREAMS}' xmlns:db='{DB}' version='1.0'>")
 
 
 def test_forged_dialback_delivers_nothing(world):

@@ -22,8 +22,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.e2e.harness import HarnessError, ServerProcess, free_port, lines_matching, logged_in, run, wait_for
-from tests.e2e.im import Presences, befriend, manual_subscriptions
+from tests.e2e.harness import (
+    HarnessError, ServerProcess, free_port, lines_matching, logged_in, run, stanza_error, to_text, wait_for,
+)
+from tests.e2e.im import Presences, befriend, iq_error, manual_subscriptions
 from tests.e2e.s2s_dns import ZoneServer
 from tests.e2e.s2s_pki import CertAuthority, self_signed
 from tests.e2e.s2s_world import Peer, free_port_on, start_peer
@@ -33,15 +35,18 @@ pytestmark = pytest.mark.interop
 PROSODY = shutil.which("prosody")
 PROSODYCTL = shutil.which("prosodyctl")
 WAIT = 20.0
-FED_USERS = {"fiona@fed.test": "fiona-pw", "fred@fed.test": "fred-pw", "gus@fed2.test": "gus-pw"}
-PROSODY_USERS = {"pat@prosody.test": "pat-pw", "pia@prosody.test": "pia-pw", "pete@prosody2.test": "pete-pw"}
+FED_USERS = {"fiona@fed.test": "fiona-pw", "fred@fed.test": "fred-pw", "gus@fed2.test": "gus-pw",
+             "gwen@fed2.test": "gwen-pw", "flo@fed.test": "flo-pw", "gil@fed2.test": "gil-pw"}
+PROSODY_USERS = {"pat@prosody.test": "pat-pw", "pia@prosody.test": "pia-pw", "pete@prosody2.test": "pete-pw",
+                 "pam@prosody2.test": "pam-pw", "pru@prosody.test": "pru-pw", "pol@prosody2.test": "pol-pw"}
 
 
 class ProsodyProcess:
     """``prosody -F`` with a configuration of our own; duck-types the bits of
     ServerProcess that the slixmpp helpers use (port, tls_port, cert_path)."""
 
-    def __init__(self, root: Path, *, s2s_port: int, dns_port: int, ca: CertAuthority) -> None:
+    def __init__(self, root: Path, *, s2s_port: int, dns_port: int, ca: CertAuthority, address: str = "127.0.0.4",
+                 insecure_domains: tuple[str, ...] = ("fed2.test",)) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         (root / "data").mkdir(exist_ok=True)
@@ -57,13 +62,13 @@ run_as_root = true
 pidfile = "{root}/prosody.pid"
 data_path = "{root}/data"
 log = {{ debug = "{self.log_path}" }}
-interfaces = {{ "127.0.0.4" }}
+interfaces = {{ "{address}" }}
 c2s_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.port} }}
 s2s_ports = {{ {s2s_port} }}
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix" }}
 s2s_secure_auth = true
-s2s_insecure_domains = {{ "fed2.test" }}
+s2s_insecure_domains = {{ {"; ".join(f'"{d}"' for d in insecure_domains)} }}
 authentication = "internal_hashed"
 storage = "internal"
 -- libunbound: only the test DNS (not resolv.conf), which is on localhost, and
@@ -245,3 +250,51 @@ def test_dialback_both_ways(federation):
     fed.wait_log(r"S2S fed2\.test -> prosody2\.test: authenticated with dialback")
     fed.wait_log(r"S2S prosody2\.test -> fed2\.test: incoming stream authenticated with dialback")
     prosody.wait_log(r"Incoming s2s connection fed2\.test->prosody2\.test complete")
+
+
+def test_presence_subscription_over_dialback(federation):
+    """gwen@fed2.test and pam@prosody2.test, whose servers authenticate each other
+    with dialback, subscribe to each other both ways (RFC 6121 §3) and see each
+    other's new status."""
+    fed, prosody = federation.fed, federation.prosody
+
+    async def scenario():
+        async with logged_in(fed, "gwen@fed2.test/g", FED_USERS["gwen@fed2.test"]) as gwen, \
+                logged_in(prosody, "pam@prosody2.test/p", PROSODY_USERS["pam@prosody2.test"]) as pam:
+            manual_subscriptions(gwen, pam)
+            pg, pp = Presences(gwen), Presences(pam)
+            await asyncio.wait_for(pam.xmpp.get_roster(), WAIT)
+            await gwen.available()
+            pam.xmpp.send_presence()
+            await befriend(gwen, pg, pam, pp)
+            pam.xmpp.send_presence(pshow="xa", pstatus="far from prosody")
+            p = await pg.expect("pam@prosody2.test/p", "xa", timeout=WAIT)
+            assert p["status"] == "far from prosody"
+            gwen.xmpp.send_presence(pshow="chat", pstatus="chatty at fedxmpp")
+            p = await pp.expect("gwen@fed2.test/g", "chat", timeout=WAIT)
+            assert p["status"] == "chatty at fedxmpp"
+
+    run(scenario(), timeout=90)
+    fed.wait_log(r"S2S fed2\.test -> prosody2\.test: authenticated with dialback")
+
+
+@pytest.mark.parametrize("fed_jid, prosody_jid", [("flo@fed.test", "pru@prosody.test"),
+                                                  ("gil@fed2.test", "pol@prosody2.test")],
+                         ids=["sasl-external", "dialback"])
+def test_iq_errors_are_routed_back(federation, fed_jid, prosody_jid):
+    """An iq to a missing account on the other server, and one to an offline
+    resource of an existing one, come back to the sender as <service-unavailable/>
+    from the addressee (RFC 6121 §8.5.1, §8.5.3.2.1), in both directions."""
+    fed, prosody = federation.fed, federation.prosody
+    fed_domain, prosody_domain = fed_jid.split("@")[1], prosody_jid.split("@")[1]
+
+    async def scenario():
+        async with logged_in(fed, f"{fed_jid}/f", FED_USERS[fed_jid]) as fu, \
+                logged_in(prosody, f"{prosody_jid}/p", PROSODY_USERS[prosody_jid]) as pu:
+            for client, to in ((fu, f"nobody@{prosody_domain}"), (fu, f"{prosody_jid}/offline"),
+                               (pu, f"nobody@{fed_domain}"), (pu, f"{fed_jid}/offline")):
+                reply = await iq_error(client, to, WAIT)
+                assert reply["type"] == "error" and reply["from"].full == to, reply
+                assert stanza_error(reply.xml) == "service-unavailable", to_text(reply.xml)
+
+    run(scenario(), timeout=90)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.words.xish import domish
 
 from fedxmpp.xml.errors import StreamError
@@ -24,9 +25,29 @@ class FakeSession:
         self.replaced = False
         self.sent: list[domish.Element] = []
         self.closed_with: list[StreamError | None] = []
+        self.receipts: list[Deferred[bool]] | None = None
+        #: When a list: ready() waits, each call adding a Deferred here to fire.
+        self.gate: list[Deferred[bool]] | None = None
 
     def send(self, stanza: domish.Element) -> None:
         self.sent.append(stanza)
+
+    def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
+        """Delivered at once, unless a test set :attr:`receipts` to a list, which
+        then collects the receipts for the test to settle."""
+        self.sent.append(stanza)
+        if self.receipts is None:
+            return succeed(True)
+        receipt: Deferred[bool] = Deferred()
+        self.receipts.append(receipt)
+        return receipt
+
+    def ready(self) -> Deferred[bool]:
+        if self.gate is None:
+            return succeed(True)
+        d: Deferred[bool] = Deferred()
+        self.gate.append(d)
+        return d
 
     def close(self, error: StreamError | None = None) -> None:
         self.closed_with.append(error)

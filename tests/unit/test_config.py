@@ -92,6 +92,28 @@ def test_admin_socket_path_too_long_for_a_unix_socket(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{path}: server.admin_socket: ") and "\n" not in message
     assert "at most 103" in message
+def test_shapers_and_backpressure_have_defaults_a_person_never_hits():
+    """[limits]: 1 MiB/s per client (burst 1 MiB), 2 MiB/s per server link (burst
+    4 MiB), components not shaped, a stalled reader cut after 30 s; 0 = not shaped."""
+    limits = config.load(None).limits
+    assert (limits.c2s_rate, limits.c2s_burst) == (1 << 20, 1 << 20)
+    assert (limits.s2s_rate, limits.s2s_burst) == (2 << 20, 4 << 20)
+    assert limits.component_rate == 0 and limits.max_send_stall == 30.0
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[limits]\nc2s_rate = -1\n", "limits.c2s_rate", "between 0 (not shaped)"),
+    ("[limits]\ns2s_rate = 'fast'\n", "limits.s2s_rate", "whole number"),
+    ("[limits]\nc2s_burst = 1000\n", "limits.c2s_burst", "max_stanza_size (262144)"),
+    ("[limits]\ncomponent_burst = 0\n", "limits.component_burst", "between"),
+    ("[limits]\nmax_send_stall = 0\n", "limits.max_send_stall", "between 1 and 3600"),
+])
+def test_bad_shaper_or_stall_setting_is_one_line(tmp_path, text, key, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: {key}:") and words in message
 
 
 @pytest.mark.parametrize("text, key, words", [

@@ -456,3 +456,76 @@ def test_ed25519_certificate_has_no_end_point_binding(tmp_path: Path) -> None:
                key)
     server, _ = connect(loaded(tmp_path, "example.test"))
     assert set(channel_bindings(server)) == {"tls-exporter"}
+
+
+# -- components' domains (a gateway federates under its own name) -----------------------------
+
+def test_component_domains_have_certificates_of_their_own(tmp_path: Path) -> None:
+    """A component's domain gets a certificate like a hosted one (generated when
+    self-signing is on), listed after the hosted domains, served when SNI names
+    it; the hosted domain stays the default."""
+    store = CertificateStore(tmp_path / "certs", ["example.test"], self_signed=True,
+                             component_domains=["irc.example.test"])
+    store.load()
+    assert store.domains() == ("example.test", "irc.example.test")
+    assert (tmp_path / "certs" / "irc.example.test.crt").is_file()
+    _, client = connect(store, b"irc.example.test")
+    assert xmpp_addrs(served_cert(client)) == ["irc.example.test"]
+    _, client = connect(store)
+    assert xmpp_addrs(served_cert(client)) == ["example.test"]
+
+
+def test_missing_component_certificate_without_self_signed(tmp_path: Path) -> None:
+    """With self-signing off, a component domain without a certificate stops
+    start-up with one line that says it is a component's domain."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_pair(tmp_path / "certs", "example.test.crt", "example.test.key",
+               [make_cert("example.test", key, names=["example.test"])], key)
+    store = CertificateStore(tmp_path / "certs", ["example.test"], self_signed=False,
+                             component_domains=["irc.example.test"])
+    with pytest.raises(TLSSetupError) as info:
+        store.load()
+    message = str(info.value)
+    assert "irc.example.test.crt" in message and "component" in message and "\n" not in message
+
+
+def _presented_by_client(store: CertificateStore, local: str | None,
+                         peer: CertificateStore) -> x509.Certificate | None:
+    """The certificate that the client side of a server-to-server connection from
+    our *local* domain shows a *peer* that asks for one."""
+    server = peer.server_creator(request_client_cert=True).serverConnectionForTLS(object())
+    server.set_accept_state()
+    client = store.client_creator(local, "remote.test").clientConnectionForTLS(object())
+    client.set_connect_state()
+    pump(server, client)
+    return server.get_peer_certificate(as_cryptography=True)
+
+
+def test_outgoing_streams_present_the_from_domains_certificate(tmp_path: Path) -> None:
+    """A server-to-server connection from a component's domain presents that
+    domain's certificate, one from a hosted domain the hosted one's; a domain we
+    hold none for presents nothing."""
+    store = CertificateStore(tmp_path / "certs", ["example.test"], self_signed=True,
+                             component_domains=["irc.example.test"])
+    store.load()
+    peer = loaded(tmp_path / "peer", "remote.test")
+    presented = _presented_by_client(store, "irc.example.test", peer)
+    assert presented is not None and xmpp_addrs(presented) == ["irc.example.test"]
+    presented = _presented_by_client(store, "example.test", peer)
+    assert presented is not None and xmpp_addrs(presented) == ["example.test"]
+    assert _presented_by_client(store, "elsewhere.test", peer) is None
+
+
+def test_domain_chosen_without_sni(tmp_path: Path) -> None:
+    """A creator made for a domain (on STARTTLS, the stream header's 'to') serves
+    that domain's certificate to a client that sends no SNI; SNI still wins, and
+    an unknown domain falls back to the first."""
+    store = loaded(tmp_path, "a.test", "b.test")
+    for domain, name, expected in (("b.test", None, "b.test"), ("b.test", b"a.test", "a.test"),
+                                   ("unknown.test", None, "a.test"), (None, None, "a.test")):
+        server = store.server_creator(domain=domain).serverConnectionForTLS(object())
+        server.set_accept_state()
+        client = client_connection(name)
+        pump(server, client)
+        assert xmpp_addrs(served_cert(client)) == [expected], (domain, name)
+    assert store.server_creator(domain="b.test") is store.server_creator(domain="b.test")

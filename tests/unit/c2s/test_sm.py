@@ -4,6 +4,9 @@ and where unacknowledged stanzas go when a session never comes back."""
 from __future__ import annotations
 
 import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.words.xish import domish
 
 from fedxmpp.c2s.sm import MASK
 from fedxmpp.xml.errors import StreamError
@@ -419,3 +422,113 @@ def test_unanswered_ack_request_drops_the_connection_and_the_session_hibernates(
     session = w.session(a)
     assert session is not None and session.sm.hibernating
     assert presences(b) == []
+
+
+# -- the end of a stream: the last ack, and no duplicates after a clean close -----------------
+
+
+def archived_message(frm: str, to: str, body: str, archive_id: str | None):
+    """A message as delivery hands it to a session, with the recipient archive's
+    stanza-id when *archive_id* is given (what XEP-0313 adds before delivery)."""
+    msg = domish.Element(("jabber:client", "message"))
+    msg["from"], msg["to"], msg["type"] = frm, to, "chat"
+    msg.addElement("body", content=body)
+    if archive_id is not None:
+        sid = msg.addElement(("urn:xmpp:sid:0", "stanza-id"))
+        sid["by"], sid["id"] = to.split("/")[0], archive_id
+    return msg
+
+
+@pytest.mark.parametrize("condition_sent", ["system-shutdown", "resource-constraint"])
+def test_server_sends_a_last_ack_before_its_stream_error(condition_sent):
+    """XEP-0198 §4: before the server ends an SM stream with a stream error (SIGTERM's
+    <system-shutdown/> included), it tells the client how many of its stanzas it
+    handled, so that the client resends none of them."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    w.online("bob", "desk", sm=False, presence=False)
+    for i in range(3):
+        chat(a, B, f"m{i}")
+    a.take()
+    a.stream.fail(StreamError(condition_sent))
+    got = a.take()
+    assert [to_text(el) for el in got[:1]] == [f'<ns0:a xmlns:ns0="{SM}" h="3" />']
+    assert stream_error(got[1]) == condition_sent
+
+
+def test_server_answers_a_clean_close_with_a_last_ack_before_its_closing_tag():
+    """The server's answer to the client's </stream:stream> starts with <a h/>."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    w.online("bob", "desk", sm=False, presence=False)
+    chat(a, B, "one")
+    a.take()
+    a.send("</stream:stream>")
+    got = a.take()
+    assert [el.tag for el in got] == [q("a", SM)] and got[0].get("h") == "1"
+    assert a.closed_tag
+
+
+def test_without_stream_management_nothing_precedes_the_stream_error():
+    """A client that never enabled XEP-0198 gets no <a/>."""
+    w = World()
+    a = w.online("alice", "phone", sm=False, presence=False)
+    a.stream.fail(StreamError("system-shutdown"))
+    assert [stream_error(el) for el in a.take()] == ["system-shutdown"]
+
+
+def test_clean_close_counts_archived_messages_as_handled_and_stores_the_rest():
+    """A client that closes its stream itself does not get again, from offline
+    storage, the unacknowledged messages its archive holds (it would show them
+    twice); a message the archive does not hold is still stored."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    session = w.session(a)
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "archived", "arch-1"))
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "not archived", None))
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "someone else's id", None))
+    foreign = session.sm.queue[-1].addElement(("urn:xmpp:sid:0", "stanza-id"))
+    foreign["by"], foreign["id"] = B, "x"
+    assert a.bodies() == ["archived", "not archived", "someone else's id"]
+    a.close()
+    assert w.offline_bodies("alice") == ["not archived", "someone else's id"]
+
+
+def test_dropped_connection_stores_every_unacked_message_archived_or_not():
+    """At-least-once: when the connection breaks without a closing tag, the client
+    may not have seen them: every unacknowledged message is stored again."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False, resume="false")
+    session = w.session(a)
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "archived", "arch-1"))
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "not archived", None))
+    a.drop()
+    assert w.offline_bodies("alice") == ["archived", "not archived"]
+
+
+def test_message_queued_after_the_client_closed_its_stream_is_still_stored():
+    """Between the client's </stream:stream> and the end of the connection nothing
+    more reaches the client: an archived message queued then was never seen, and
+    is stored, not counted as handled."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    session = w.session(a)
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "seen", "arch-1"))
+    a.send("</stream:stream>")
+    session.send(archived_message(f"{B}/desk", f"{A}/phone", "too late", "arch-2"))
+    a.stream.connectionLost(Failure(ConnectionDone()))
+    assert w.offline_bodies("alice") == ["too late"]
+
+
+def test_resumed_session_counts_resent_stanzas_as_written():
+    """What a hibernating session queued is written on resumption; a clean close
+    after that treats it like any other written stanza."""
+    w = World(sm_ack_request_every=100)
+    a = w.online("alice", "phone", presence=False)
+    a.drop()
+    w.session(a).send(archived_message(f"{B}/desk", f"{A}/phone", "while away", "arch-1"))
+    again = w.connect("alice")
+    again.resume(a.sm_id, 0)
+    assert again.bodies() == ["while away"]
+    again.close()
+    assert w.offline_bodies("alice") == []

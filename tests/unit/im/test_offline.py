@@ -125,13 +125,13 @@ def test_messages_arriving_during_the_flush_come_after_stored_ones():
     w = World()
     w.message(f"{A}/a", B, "old")
     gate: Deferred[None] = Deferred()
-    original = w.storage.offline.take_all
+    original = w.storage.offline.read
 
-    async def slow_take_all(*args):
+    async def slow_read(*args):
         await gate
         return await original(*args)
 
-    w.storage.offline.take_all = slow_take_all
+    w.storage.offline.read = slow_read
     b = w.online(f"{B}/b")
     w.message(f"{A}/a", B, "new")
     assert bodies(b) == []

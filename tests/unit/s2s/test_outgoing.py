@@ -182,6 +182,38 @@ def test_another_local_domain_is_multiplexed(tmp_path):
     assert len(resolver.connects) == 1
 
 
+def test_a_domain_refused_on_a_shared_stream_gets_its_own(tmp_path):
+    """When the peer refuses other.test's db:result on example.test's stream, the
+    stanza does not bounce yet: other.test opens a stream of its own (its own
+    header, its own certificate), and the stanza leaves there.  Refused there
+    too, it bounces."""
+    out, resolver, delivered, clock = outgoing(tmp_path)
+    send(out, "alice@example.test/a", "bob@remote.test", "from example")
+    proto, transport = authenticate(out, resolver)
+    send(out, "olga@other.test/o", "bob@remote.test", "from other")
+    proto.dataReceived(b"<db:result from='remote.test' to='other.test' type='invalid'/>")
+    assert delivered.stanzas == []
+    assert len(resolver.connects) == 2
+    own, own_transport = resolver.complete()
+    assert "from='other.test' to='remote.test'" in written(own_transport)
+    own.dataReceived((PEER_HEADER.format(id="s2") + DIALBACK_FEATURES).encode())
+    own.dataReceived(b"<db:result from='remote.test' to='other.test' type='valid'/>")
+    assert bodies(written(own_transport)) == ["from other"]
+    assert bodies(written(transport)) == ["from example"]
+
+    out, resolver, delivered, clock = outgoing(tmp_path)
+    send(out, "alice@example.test/a", "bob@remote.test", "from example")
+    authenticate(out, resolver)
+    send(out, "olga@other.test/o", "bob@remote.test", "refused twice")
+    proto = out.destinations["remote.test"].streams[0]
+    proto.dataReceived(b"<db:result from='remote.test' to='other.test' type='invalid'/>")
+    own, own_transport = resolver.complete()
+    own.dataReceived((PEER_HEADER.format(id="s3") + DIALBACK_FEATURES).encode())
+    own.dataReceived(b"<db:result from='remote.test' to='other.test' type='invalid'/>")
+    own.connectionLost(None)
+    assert delivered.errors() == ["remote-server-not-found"]
+
+
 def test_idle_stream_is_closed(tmp_path):
     """An authenticated stream without traffic for idle_timeout is closed with our
     closing tag; the next stanza opens a new connection."""

@@ -142,7 +142,10 @@ class MemoryOfflineStore:
 
     def __init__(self, accounts: MemoryAccountStore | None = None) -> None:
         self.accounts = accounts
+        #: The stanzas per user, oldest first, and their ids (in step).
         self.messages: dict[tuple[str, str], list[str]] = {}
+        self.ids: dict[tuple[str, str], list[int]] = {}
+        self._next_id = 1
 
     async def store(self, user: str, domain: str, stanza_xml: str, quota: int) -> bool:
         _check_account(self.accounts, user, domain)
@@ -150,10 +153,25 @@ class MemoryOfflineStore:
         if len(queue) >= quota:
             return False
         queue.append(stanza_xml)
+        self.ids.setdefault((user, domain), []).append(self._next_id)
+        self._next_id += 1
         return True
 
-    async def take_all(self, user: str, domain: str) -> list[str]:
-        return self.messages.pop((user, domain), [])
+    async def read(self, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
+        rows = zip(self.ids.get((user, domain), []), self.messages.get((user, domain), []))
+        return [row for row in rows if row[0] > after][:limit]
+
+    async def delete(self, user: str, domain: str, ids: Sequence[int]) -> int:
+        key = (user, domain)
+        gone = set(ids)
+        kept = [(i, m) for i, m in zip(self.ids.get(key, []), self.messages.get(key, [])) if i not in gone]
+        deleted = len(self.ids.get(key, [])) - len(kept)
+        if kept:
+            self.ids[key], self.messages[key] = [i for i, _ in kept], [m for _, m in kept]
+        else:
+            self.ids.pop(key, None)
+            self.messages.pop(key, None)
+        return deleted
 
     async def count(self, user: str, domain: str) -> int:
         return len(self.messages.get((user, domain), []))

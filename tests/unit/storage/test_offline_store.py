@@ -17,34 +17,52 @@ D = "example.test"
 def test_sql_store_satisfies_the_protocol():
     """SqlOfflineStore has every method of the OfflineStore protocol, each async."""
     methods = [n for n, v in vars(OfflineStore).items() if not n.startswith("_") and callable(v)]
-    assert sorted(methods) == ["count", "store", "take_all"]
+    assert sorted(methods) == ["count", "delete", "read", "store"]
     for name in methods:
         assert inspect.iscoroutinefunction(getattr(SqlOfflineStore, name)), name
 
 
 @pytest_twisted.ensureDeferred
-async def test_take_all_returns_oldest_first_and_deletes(storage):
-    """Messages come back in the order stored, once."""
+async def test_read_pages_oldest_first_and_deletes_nothing(storage):
+    """read() returns messages in the order stored, a page at a time after the
+    last id seen, and leaves them stored; delete() removes exactly the ids given."""
     await storage.accounts.create("alice", D, "pw")
-    for n in range(3):
+    for n in range(5):
         assert await storage.offline.store("alice", D, f"<message id='{n}'/>", 10)
-    assert await storage.offline.count("alice", D) == 3
-    assert await storage.offline.take_all("alice", D) == [
-        "<message id='0'/>", "<message id='1'/>", "<message id='2'/>"]
+    first = await storage.offline.read("alice", D, 0, 2)
+    second = await storage.offline.read("alice", D, first[-1][0], 2)
+    third = await storage.offline.read("alice", D, second[-1][0], 2)
+    assert [t for _, t in first + second + third] == [f"<message id='{n}'/>" for n in range(5)]
+    assert await storage.offline.count("alice", D) == 5
+    assert await storage.offline.delete("alice", D, [first[1][0], third[0][0]]) == 2
+    assert [t for _, t in await storage.offline.read("alice", D, 0, 10)] == [
+        "<message id='0'/>", "<message id='2'/>", "<message id='3'/>"]
+    assert await storage.offline.delete("alice", D, []) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_handles_more_ids_than_one_statement_takes(storage):
+    """Deleting 1,200 ids at once (more than SQLite's parameter limit) works."""
+    await storage.accounts.create("alice", D, "pw")
+    for n in range(1200):
+        await storage.offline.store("alice", D, f"<m n='{n}'/>", 2000)
+    rows = await storage.offline.read("alice", D, 0, 2000)
+    assert await storage.offline.delete("alice", D, [i for i, _ in rows]) == 1200
     assert await storage.offline.count("alice", D) == 0
-    assert await storage.offline.take_all("alice", D) == []
 
 
 @pytest_twisted.ensureDeferred
 async def test_quota_refuses_when_full(storage):
     """With the quota reached store() returns False and keeps nothing more; after
-    take_all there is room again."""
+    the delivered ones are deleted there is room again."""
     await storage.accounts.create("alice", D, "pw")
     assert await storage.offline.store("alice", D, "<a/>", 2)
     assert await storage.offline.store("alice", D, "<b/>", 2)
     assert not await storage.offline.store("alice", D, "<c/>", 2)
     assert await storage.offline.count("alice", D) == 2
-    assert await storage.offline.take_all("alice", D) == ["<a/>", "<b/>"]
+    rows = await storage.offline.read("alice", D, 0, 10)
+    assert [text for _, text in rows] == ["<a/>", "<b/>"]
+    assert await storage.offline.delete("alice", D, [i for i, _ in rows]) == 2
     assert await storage.offline.store("alice", D, "<c/>", 2)
 
 
@@ -61,13 +79,17 @@ async def test_concurrent_stores_respect_the_quota(storage):
 
 @pytest_twisted.ensureDeferred
 async def test_messages_are_per_user(storage):
-    """take_all takes only the named user's messages."""
+    """read and delete see only the named user's messages."""
     await storage.accounts.create("alice", D, "pw")
     await storage.accounts.create("bob", D, "pw")
     await storage.offline.store("alice", D, "<for-alice/>", 10)
     await storage.offline.store("bob", D, "<for-bob/>", 10)
-    assert await storage.offline.take_all("alice", D) == ["<for-alice/>"]
-    assert await storage.offline.take_all("bob", D) == ["<for-bob/>"]
+    [(alice_id, alice_text)] = await storage.offline.read("alice", D, 0, 10)
+    [(bob_id, bob_text)] = await storage.offline.read("bob", D, 0, 10)
+    assert (alice_text, bob_text) == ("<for-alice/>", "<for-bob/>")
+    assert await storage.offline.delete("alice", D, [bob_id]) == 0
+    assert await storage.offline.delete("bob", D, [bob_id]) == 1
+    assert await storage.offline.count("alice", D) == 1
 
 
 @pytest_twisted.ensureDeferred

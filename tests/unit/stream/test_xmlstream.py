@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.words.xish import domish
 
+from fedxmpp.stream.shaper import TokenBucket, shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
@@ -23,11 +24,13 @@ class Limits:
     max_stanza_size: int = 10000
     max_depth: int = 16
     max_send_buffer: int = 20000
+    max_send_stall: float = 30.0
 
 
 class RecordingHandler:
     def __init__(self) -> None:
         self.elements: list[domish.Element] = []
+        self.closing = 0
         self.closed = 0
 
     def stream_opened(self, stream, root):
@@ -40,6 +43,9 @@ class RecordingHandler:
 
     def element_received(self, stream, element):
         self.elements.append(element)
+
+    def stream_closing(self, stream):
+        self.closing += 1
 
     def stream_closed(self, stream, reason):
         self.closed += 1
@@ -207,3 +213,210 @@ def test_close_aborts_a_peer_that_never_finishes_closing():
     stream.close()
     clock.advance(CLOSE_TIMEOUT + 0.1)
     assert aborted == [True]
+
+
+# -- shaping: a connection faster than its rate is read more slowly -------------------------
+
+
+def test_token_bucket_allows_the_burst_then_the_rate():
+    """take() answers how long to wait: nothing within the burst, then the time
+    the missing bytes take to come back at the rate; tokens never exceed the burst."""
+    clock = Clock()
+    bucket = TokenBucket(rate=1000, burst=5000, clock=clock)
+    assert bucket.take(5000) == 0
+    assert bucket.take(500) == 0.5
+    clock.advance(100)
+    assert bucket.take(5000) == 0 and bucket.take(1) > 0
+    assert shaper(0, 5000, clock) is None
+
+
+def test_shaped_connection_is_paused_after_its_burst_and_resumed_as_tokens_refill():
+    """Past its burst a connection is not read (transport paused, no error) until
+    its tokens have come back; then it is read again."""
+    clock = Clock()
+    stream, handler, transport, _ = connect(shaper=TokenBucket(rate=1000, burst=len(HEADER) + 2000, clock=clock))
+    stream.clock = clock
+    stream.dataReceived(HEADER)
+    stream.dataReceived(b"<message><body>" + b"x" * 1000 + b"</body></message>")
+    assert transport.producerState == "producing"
+    stream.dataReceived(b"<message><body>" + b"y" * 1500 + b"</body></message>")
+    assert transport.producerState == "paused"
+    assert len(handler.elements) == 2  # what arrived is handled; nothing is lost
+    clock.advance(0.5)
+    assert transport.producerState == "paused"
+    clock.advance(0.6)
+    assert transport.producerState == "producing"
+    assert not stream.closed
+
+
+def test_shaper_and_a_peer_that_does_not_read_release_reading_each_on_its_own():
+    """Reading resumes only once every reason to pause is gone."""
+    clock = Clock()
+    stream, _, transport, _ = connect(shaper=TokenBucket(rate=1000, burst=len(HEADER) + 100, clock=clock))
+    stream.clock = clock
+    stream.dataReceived(HEADER + b"<presence>" + b" " * 1000 + b"</presence>")
+    stream.pauseProducing()
+    clock.advance(10)
+    assert transport.producerState == "paused"
+    stream.resumeProducing()
+    assert transport.producerState == "producing"
+
+
+# -- backpressure: a client feeding a stream that cannot take more is not read ----------------
+
+
+def pair(**recipient_kw):
+    """A client stream whose stanzas go to a second stream, as the router would."""
+    recipient, _, recipient_transport, clock = connect(negotiation_timeout=1000, **recipient_kw)
+    sender, handler, sender_transport, _ = connect(negotiation_timeout=1000, backpressure=True)
+    sender.clock = clock
+    recipient.dataReceived(HEADER)
+    sender.dataReceived(HEADER)
+    handler.element_received = lambda s, element: recipient.send(element)
+    return sender, sender_transport, recipient, recipient_transport, clock
+
+
+def test_full_recipient_pauses_its_sender_and_draining_resumes_it():
+    """While the recipient's send buffer is full (the transport paused it), a client
+    that sends to it is not read; when the buffer drains, it is read again."""
+    sender, sender_transport, recipient, recipient_transport, _ = pair()
+    sender.dataReceived(b"<message><body>1</body></message>")
+    assert sender_transport.producerState == "producing"
+    recipient.pauseProducing()
+    sender.dataReceived(b"<message><body>2</body></message>")
+    assert sender_transport.producerState == "paused"
+    assert "<body>2</body>" in recipient_transport.value().decode()  # written, not lost
+    recipient.resumeProducing()
+    assert sender_transport.producerState == "producing"
+    assert not sender.closed and not recipient.closed
+
+
+def test_stream_that_keeps_senders_waiting_too_long_is_closed_and_releases_them():
+    """No deadlock: a recipient that does not drain within max_send_stall seconds
+    while a sender waits is closed with <resource-constraint/>, and the sender is
+    read again."""
+    sender, sender_transport, recipient, recipient_transport, clock = pair()
+    recipient.pauseProducing()
+    sender.dataReceived(b"<message><body>flood</body></message>")
+    assert sender_transport.producerState == "paused"
+    clock.advance(29)
+    assert not recipient.closed
+    clock.advance(2)
+    assert recipient.closed and recipient.close_reason == "resource-constraint"
+    assert "<resource-constraint" in recipient_transport.value().decode()
+    assert sender_transport.producerState == "producing"
+
+
+def test_two_clients_flooding_each_other_cannot_deadlock():
+    """A and B each feed the other while neither reads: both are held, and the
+    stall timeout closes them, so nothing waits for ever."""
+    a, a_transport, b, b_transport, clock = pair()
+    b.backpressure = True
+    b.handler.element_received = lambda s, element: a.send(element)
+    a.pauseProducing()
+    b.pauseProducing()
+    a.dataReceived(b"<message><body>to b</body></message>")
+    b.dataReceived(b"<message><body>to a</body></message>")
+    assert a.transport.producerState == b.transport.producerState == "paused"
+    clock.advance(31)
+    assert a.closed and b.closed
+    assert a.close_reason == b.close_reason == "resource-constraint"
+
+
+def test_server_links_are_not_held_by_one_slow_recipient():
+    """A stream without backpressure (s2s, components: many users' traffic) keeps
+    being read; max_send_buffer bounds the recipient."""
+    sender, sender_transport, recipient, _, _ = pair()
+    sender.backpressure = False
+    recipient.pauseProducing()
+    sender.dataReceived(b"<message><body>x</body></message>")
+    assert sender_transport.producerState == "producing"
+
+
+def test_a_recipient_that_closes_releases_its_waiting_senders():
+    sender, sender_transport, recipient, _, _ = pair()
+    recipient.pauseProducing()
+    sender.dataReceived(b"<message><body>x</body></message>")
+    recipient.connectionLost(None)
+    assert sender_transport.producerState == "producing"
+
+
+def test_handler_is_told_of_the_closing_once_when_it_starts():
+    """The peer's closing tag, our close, a stream error and an abort for a peer
+    that stopped reading each tell the handler the stream is closing, at once and
+    once, before the connection is gone."""
+    stream, handler, _, _ = connect()
+    stream.dataReceived(HEADER + b"</stream:stream>")
+    assert (handler.closing, handler.closed) == (1, 0)
+    stream.close()
+    stream.connectionLost(None)
+    assert (handler.closing, handler.closed) == (1, 1)
+
+    stream, handler, _, _ = connect()
+    stream.dataReceived(HEADER)
+    stream.fail(StreamError("conflict"))
+    assert handler.closing == 1
+
+    stream, handler, _, _ = connect()
+    stream.dataReceived(HEADER)
+    stream.pauseProducing()
+    for _ in range(30):
+        stream.write("x" * 1000)
+    assert stream.closed and handler.closing == 1
+
+
+def test_writable_waits_for_the_transport_to_resume():
+    """writable() is True at once while the transport takes writes; while paused
+    it waits for resumeProducing, and it is False when the stream closes first."""
+    stream, _, _, _ = connect()
+    stream.dataReceived(HEADER)
+    assert stream.writable().result is True
+    stream.pauseProducing()
+    waiting = stream.writable()
+    assert not waiting.called
+    stream.resumeProducing()
+    assert waiting.result is True
+    stream.pauseProducing()
+    waiting = stream.writable()
+    stream.close()
+    assert waiting.result is False
+
+
+def test_flushed_after_two_turns_or_a_resume_and_never_after_a_drop():
+    """flushed() fires True two reactor turns after the writes when the transport
+    never paused, or when a paused transport resumes (its buffer is empty); it
+    fires False when the connection is lost first, and waits while paused."""
+    stream, _, _, clock = connect()
+    stream.dataReceived(HEADER)
+    stream.write("<message/>")
+    d = stream.flushed()
+    assert not d.called  # not in this turn (task.Clock runs both later turns at once)
+    clock.advance(0)
+    assert d.result is True
+
+    stream.pauseProducing()
+    d = stream.flushed()
+    clock.advance(0)
+    clock.advance(0)
+    assert not d.called  # still in Twisted's buffer
+    stream.resumeProducing()
+    assert d.result is True
+
+    d = stream.flushed()
+    stream.pauseProducing()
+    stream.connectionLost(None)
+    assert d.result is False
+    assert stream.flushed().result is False
+
+
+def test_flushed_survives_our_clean_close():
+    """What was written before our closing tag is still flushed by Twisted's
+    loseConnection: after close() the connection is open until it is lost."""
+    stream, _, _, clock = connect()
+    stream.dataReceived(HEADER)
+    stream.write("<message/>")
+    d = stream.flushed()
+    stream.close()
+    clock.advance(0)
+    clock.advance(0)
+    assert d.result is True
