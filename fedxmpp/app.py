@@ -129,6 +129,8 @@ class FedXmpp(MultiService):
         except ListenError as e:
             raise StartupError(f"{self.config.source}: {e}") from None
         log.info("fedxmpp serving {domains}", domains=", ".join(self.config.server.domains))
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            log.warn("fedxmpp runs as root: run it as an unprivileged user (etc/fedxmpp.service shows how)")
 
     def _failed_to_start(self, failure: Any) -> None:
         if failure.check(StartupError):

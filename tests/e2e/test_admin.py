@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -37,7 +38,11 @@ def test_status_and_connected_show_the_sessions(own_server):
     line per bound session with its full JID, the client's address, when it bound,
     its TLS version and stream management state, a hibernating one included."""
     srv = own_server(users=USERS)
-    status = _status(srv)
+    # A server started by root says so (these tests may run as root or not).
+    if os.geteuid() == 0:
+        srv.wait_log(r"fedxmpp runs as root: run it as an unprivileged user")
+    status = _status(srv)  # after the start-up lines
+    assert ("fedxmpp runs as root" in srv.log_text()) == (os.geteuid() == 0), srv.log_tail()
     assert status["c2s"] == "c2s sessions: 0 bound, 0 hibernating (stream management)"
     assert status["s2s"] == "s2s streams: 0 incoming, 0 outgoing"
     assert status["components"] == "components: 0 connected"
@@ -103,6 +108,9 @@ def test_kick_ends_sessions_with_a_stream_error(own_server):
             texts = [child.text for el in got.elements for child in el if child.tag == f"{{{STREAM_ERRORS}}}text"]
             assert texts == ["Maintenance, back at noon"], texts
         assert other.ping_server().get("type") == "result"
+        # One log line per connection end, with its reason and duration.
+        srv.wait_log(r"Connection of ann@example\.test/tablet from 127\.0\.0\.1 ended "
+                     r"\(stream error <policy-violation/>\) after \d+\.\d s")
 
         missing = srv.cli("kick", "ann@example.test", check=False)
         assert missing.returncode == 1
@@ -112,6 +120,8 @@ def test_kick_ends_sessions_with_a_stream_error(own_server):
     with RawClient(srv.port, srv.cert_path()) as again:
         again.login("ann", USERS["ann@example.test"], "desk")
         assert again.ping_server().get("type") == "result"
+        again.send("</stream:stream>")
+        srv.wait_log(r"Connection of ann@example\.test/desk from 127\.0\.0\.1 ended \(closed by the client\)")
 
 
 def test_commands_say_when_the_server_is_not_running(own_server):
