@@ -104,6 +104,10 @@ class FedXmpp(MultiService):
             self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self))
         except admin_server.AdminSocketInUse as e:
             raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
+        # What hibernating sessions held when the server last died goes to offline
+        # storage or back to its senders, before anyone can log in.
+        self.c2s.sm.store = self.storage.sm_pending
+        await self.c2s.sm.recover()
         backlog = self.config.server.listen_backlog
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
@@ -151,6 +155,11 @@ class FedXmpp(MultiService):
         self.c2s.sm.shutdown()
         factories = (self.c2s_factory, self.component_factory)
         streams = [stream for factory in factories for stream in factory.streams]
+        # Read nothing more, and let what was read settle, so that the last
+        # <a h/> each stream-managed client gets covers all it sent.
+        for stream in streams:
+            stream.hold_reading(True)
+        await self.hooks.gather("storage/flush")
         for stream in streams:
             stream.fail(StreamError("system-shutdown", "The server is shutting down"))
         waited = 0.0
@@ -160,6 +169,10 @@ class FedXmpp(MultiService):
         for stream in [stream for factory in factories for stream in factory.streams]:
             stream.transport.abortConnection()
         self.s2s.abort()
+        # Every queued write (archive rows, offline messages, hibernation queues)
+        # commits before storage closes; twice, for what the first round started.
+        for _ in range(2):
+            await self.hooks.gather("storage/flush")
         if self.storage is not None:
             self.storage.close()
             self.storage = None

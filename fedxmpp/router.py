@@ -5,12 +5,20 @@ the receiving session has stamped or validated its ``from``.  The router knows
 no transport: hosted domains go to local delivery, domains owned by a service
 (components, later clusters) to the route that service registered, and anything
 else to the default route (server-to-server federation, once present).
+
+:meth:`Router.route` says when the stanza is *settled*: handed to a live
+session's transport, to a server-to-server or component stream, committed to
+storage (an offline message, a hibernating session's queue, its archive rows),
+or answered with an error.  It returns None when that happened at once, else a
+Deferred that fires (never fails) when it has; a client session acknowledges a
+stanza (XEP-0198) only once it is settled.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -19,9 +27,27 @@ from fedxmpp.xml.jid import JID
 
 log = Logger()
 
+#: When a stanza is settled: None if it is already, else a Deferred firing then.
+Settled = Optional["Deferred[None]"]
+
 # (stanza, from, to): every route receives the parsed addresses with the stanza,
 # so no hop parses a JID twice.
-Route = Callable[[domish.Element, JID, JID], None]
+Route = Callable[[domish.Element, JID, JID], Settled]
+
+
+def all_settled(outcomes: list[Deferred[None]]) -> Settled:
+    """One outcome for several (None for none)."""
+    if not outcomes:
+        return None
+    first = outcomes[0]
+    if len(outcomes) == 1 or all(o is first for o in outcomes):  # rows of one archive batch share its Deferred
+        return first
+    distinct = list({id(o): o for o in outcomes}.values())
+    return DeferredList(distinct, consumeErrors=True).addCallback(_nothing)
+
+
+def _nothing(_: object) -> None:
+    return None
 
 
 class Router:
@@ -54,19 +80,19 @@ class Router:
         """Where stanzas for every other domain go (federation)."""
         self._default = route
 
-    def route(self, stanza: domish.Element, frm: JID, to: JID) -> None:
+    def route(self, stanza: domish.Element, frm: JID, to: JID) -> Settled:
         self.routed += 1
         host = to.host
         if host in self.hosted:
             assert self._local is not None, "no local delivery configured"
-            self._local(stanza, frm, to)
-            return
+            return self._local(stanza, frm, to)
         route = self._routes.get(host) or self._default
         if route is not None:
             route(stanza, frm, to)
-            return
+            return None  # handed to a stream (or its bounded queue, which bounces)
         log.debug("No route to {domain}", domain=host)
         self.bounce(stanza, frm, to, StanzaError("remote-server-not-found", "No route to this domain"))
+        return None
 
     def bounce(self, stanza: domish.Element, frm: JID, to: JID, error: StanzaError) -> None:
         """Answer *stanza* with *error*, routed back to its sender.

@@ -4,6 +4,12 @@ What is sent to the client passes client state indication (``csi``, XEP-0352,
 :mod:`fedxmpp.c2s.csi`) and, once the client enables it, stream management
 (``sm``, XEP-0198, :mod:`fedxmpp.c2s.sm`), which may keep the session bound
 after its stream is gone until the client resumes it on a new one.
+
+What the client sends is routed; the router says when each stanza is settled
+(:mod:`fedxmpp.router`), and :attr:`ClientSession.settlement` counts them in
+order: stream management acknowledges only settled stanzas, and while more than
+:data:`MAX_UNSETTLED` of the client's stanzas wait for storage to commit, its
+connection is not read (backpressure; reading resumes below half of it).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from fedxmpp.c2s.settlement import InOrder
+from fedxmpp.router import Settled
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID
@@ -31,6 +39,8 @@ STANZAS = frozenset({"message", "presence", "iq"})
 # at most this many bytes wait for Twisted to pass them on (below its 64 KiB buffer).
 TRACKED_WINDOW = 32 * 1024
 IQ_TYPES = frozenset({"get", "set", "result", "error"})
+# A client's stanzas that may wait for storage before its connection is paused.
+MAX_UNSETTLED = 1000
 
 
 class ClientSession:
@@ -55,21 +65,25 @@ class ClientSession:
         #: The session has ended for good (finish()).
         self.over = False
         self._window: _Window | None = None
+        #: The client's stanzas, settled in order (acks and backpressure).
+        self.settlement = InOrder(self._unsettled)
+        self._holding: ServerStream | None = None
 
     # -- Session ------------------------------------------------------------------
 
-    def send(self, stanza: domish.Element) -> None:
+    def send(self, stanza: domish.Element) -> Settled:
         if self.csi is not None and self.csi.hold(stanza):
-            return
-        self.transmit(stanza)
+            return None
+        return self.transmit(stanza)
 
-    def transmit(self, stanza: domish.Element) -> None:
+    def transmit(self, stanza: domish.Element) -> Settled:
         """Past client state indication: onto the stream, counted and kept until
-        acknowledged under stream management."""
+        acknowledged under stream management (settled once written, or once
+        stored for a hibernating session)."""
         if self.sm is not None:
-            self.sm.send(stanza)
-        else:
-            self.stream.send(stanza)
+            return self.sm.send(stanza)
+        self.stream.send(stanza)
+        return None
 
     # -- paced delivery: stanzas whose sender needs to know they arrived --------------
 
@@ -148,6 +162,19 @@ class ClientSession:
             return
         if self.sm is not None:
             self.sm.received()
+        self.settlement.add(self._route(element))
+
+    def _unsettled(self, pending: int) -> None:
+        if self._holding is None:
+            if pending > MAX_UNSETTLED:
+                self._holding = self.stream
+                self.stream.hold_reading(True)
+        elif pending <= MAX_UNSETTLED // 2:
+            held, self._holding = self._holding, None
+            held.hold_reading(False)
+
+    def _route(self, element: domish.Element) -> Settled:
+        """Check and stamp a stanza, then route it; when it is settled."""
         stype = element.getAttribute("type")
         frm = element.getAttribute("from")
         if frm is not None and frm != self.address._full:
@@ -157,7 +184,7 @@ class ClientSession:
                 claimed = None
             if claimed != self.address and claimed != self.bare:
                 self.stream.fail(StreamError("invalid-from", "'from' must be your own address"))
-                return
+                return None
         element["from"] = self.address._full
 
         to_attr = element.getAttribute("to")
@@ -168,15 +195,15 @@ class ClientSession:
                 to = JID.parse(to_attr)
             except InvalidJID:
                 self._reject(element, StanzaError("jid-malformed", "'to' is not a valid address"))
-                return
+                return None
 
         if element.name == "iq":
             if not self._valid_iq(element, stype):
-                return
+                return None
             if stype == "set" and (to_attr is None or to == self.bare.domain) and _legacy_session(element):
                 self._reply_result(element)
-                return
-        self.ctx.router.route(element, self.address, to)
+                return None
+        return self.ctx.router.route(element, self.address, to)
 
     def _valid_iq(self, element: domish.Element, stype: str | None) -> bool:
         if stype not in IQ_TYPES or not element.getAttribute("id"):

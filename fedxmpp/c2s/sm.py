@@ -5,7 +5,9 @@ After binding, ``<enable/>`` gives the session a :class:`ManagedSession`, and fr
 then on:
 
 * every stanza the client sends is counted (``h``, modulo 2**32) and ``<r/>`` is
-  answered with ``<a h='...'/>``;
+  answered with ``<a h='...'/>`` once every stanza it counts is *settled*
+  (delivered, committed to storage or bounced, see :mod:`fedxmpp.router`), in
+  order: what the server acknowledges survives a crash;
 * every stanza the session sends is counted and kept, in order, until the
   client's ``<a h='...'/>`` covers it.  The server asks with ``<r/>`` once
   ``[c2s] sm_ack_request_every`` stanzas were sent since it last asked, or
@@ -17,7 +19,9 @@ then on:
   tag from the client, no stream error from us other than an idle
   ``<connection-timeout/>`` — the session *hibernates*: it stays bound (same full
   JID, priority and presence; contacts see nothing), what is sent to it is
-  queued, and a new stream of the same user may send ``<resume previd h/>``
+  queued — and committed to storage (``sm_pending``) before it counts as settled,
+  with what was unacknowledged when the connection broke — and a new stream of
+  the same user may send ``<resume previd h/>``
   instead of binding.  It then gets ``<resumed/>`` and every stanza not covered
   by its ``h``, in order, and carries on as the same session (as an active
   client, XEP-0352).  If the old stream is still open it is closed with
@@ -52,6 +56,13 @@ ephemeral (RFC 6121 §8.5.3.2.1), and errors and results.  Stanzas sent with
 :meth:`ManagedSession.send_tracked` (stored offline messages) are not offered:
 their sender learns they were not acknowledged and still has them.
 
+A server that died (SIGKILL, power) while sessions hibernated finds their
+stored stanzas when it starts again (:meth:`StreamManagement.recover`) and
+handles them as for sessions that ended for good, as above.  Resumption itself
+does not survive a restart: it would need the session's whole state (the
+bound resource, presence, counters, what carbons and CSI held) to be durable
+too; the client binds again and gets the stored messages from offline storage.
+
 A resume id that is unknown, expired or not the authenticated user's gets
 ``<failed><item-not-found/></failed>`` and the client may bind instead; for an
 id of this user that expired recently ``<failed/>`` carries the ``h`` the
@@ -66,13 +77,18 @@ import os
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from fedxmpp.hooks import PolicyFailed
+from fedxmpp.router import Settled, all_settled
+from fedxmpp.storage.sm_pending import PendingStanza
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError
 from fedxmpp.xml.jid import JID, InvalidJID
+from fedxmpp.xml.parser import parse_stanza
+from fedxmpp.xml.serialize import serialize
 
 if TYPE_CHECKING:
     from fedxmpp.c2s.service import C2SContext
@@ -112,8 +128,13 @@ class StreamManagement:
         self.clock = ctx.clock
         self._resumable: dict[str, ManagedSession] = {}
         self._expired: OrderedDict[str, tuple[JID, int]] = OrderedDict()
+        #: fedxmpp.storage.PendingStore once storage is open (None: kept in memory only).
+        self.store: Any = None
+        #: Writes to it not finished yet (shutdown waits for them).
+        self._writes: set[Deferred[Any]] = set()
         ctx.hooks.add("c2s/features", self._features)
         ctx.hooks.add("c2s/nonza", self._nonza)
+        ctx.hooks.add("storage/flush", lambda _: DeferredList(list(self._writes)))
 
     @property
     def hibernating(self) -> list[ManagedSession]:
@@ -203,13 +224,23 @@ class StreamManagement:
         while len(self._expired) > EXPIRED_IDS:
             self._expired.popitem(last=False)
 
-    def undelivered(self, session: ClientSession, stanza: domish.Element, *, closed_by_client: bool = False) -> None:
-        """A stanza *session*'s client never acknowledged, and never will;
-        *closed_by_client* when its client ended the session with its closing tag."""
+    def undelivered(self, session: Any, stanza: domish.Element, *, closed_by_client: bool = False) -> Settled:
+        """A stanza *session*'s client never acknowledged, and never will; when it
+        is stored elsewhere or bounced.  *closed_by_client* when its client ended
+        the session with its closing tag after the stanza was written."""
         if closed_by_client and archived_for(stanza, session.bare):
-            return
-        if self.ctx.hooks.fire("c2s/unacked", (session, stanza)):
-            return
+            return None
+        try:
+            taken = self.ctx.hooks.run("c2s/unacked", (session, stanza))
+        except PolicyFailed:
+            taken = False
+        if isinstance(taken, Deferred):
+            return taken.addCallback(lambda t: None if t else self._bounce(session, stanza))
+        if not taken:
+            self._bounce(session, stanza)
+        return None
+
+    def _bounce(self, session: Any, stanza: domish.Element) -> None:
         stype = stanza.getAttribute("type")
         if stanza.name == "presence" or stype in ("error", "result") or (
                 stanza.name == "message" and stype == "headline"):
@@ -220,6 +251,67 @@ class StreamManagement:
             return
         self.ctx.router.bounce(stanza, frm, session.address,
                                StanzaError("service-unavailable", "The recipient's connection was lost"))
+
+    # -- what hibernating sessions hold, in storage ---------------------------------------------
+
+    def keep(self, managed: ManagedSession, stanzas: list[domish.Element]) -> Settled:
+        """Commit *stanzas*, queued for hibernating *managed*; when they are."""
+        if self.store is None or managed.resume_id is None or not stanzas:
+            return None
+        address = managed.session.address
+        rows = [PendingStanza(managed.resume_id, address.user or "", address.host, address.resource or "",
+                              serialize(s, ns.CLIENT)) for s in stanzas]
+        return self._track(self.store.add(rows), "Storing stanzas of a hibernating session")
+
+    def discard(self, managed: ManagedSession, after: Settled = None) -> None:
+        """Forget the stored stanzas of *managed* (once *after* has fired)."""
+        rid = managed.resume_id
+        if self.store is None or rid is None or not managed.stored:
+            return
+        managed.stored = False
+        store = self.store
+        if after is None:
+            self._track(store.remove(rid), "Forgetting stanzas of a hibernating session")
+        else:
+            self._track(after.addCallback(lambda _: Deferred.fromCoroutine(store.remove(rid))),
+                        "Forgetting stanzas of a hibernating session")
+
+    def _track(self, work: Any, what: str) -> Deferred[None]:
+        d = work if isinstance(work, Deferred) else Deferred.fromCoroutine(work)
+        d.addErrback(lambda f: log.failure("{what} failed", f, what=what))
+        self._writes.add(d)
+        d.addBoth(lambda r: self._writes.discard(d))
+        return d
+
+    async def recover(self) -> int:
+        """At start-up: what hibernating sessions held when the server last died
+        goes where it would have gone had they ended (offline storage, errors to
+        senders); how many stanzas."""
+        if self.store is None:
+            return 0
+        rows = await self.store.all()
+        by_session: dict[str, list[PendingStanza]] = {}
+        for row in rows:
+            by_session.setdefault(row.resume_id, []).append(row)
+        limits = self.ctx.config.limits
+        for resume_id, held in by_session.items():
+            first = held[0]
+            gone = _GoneSession(JID(first.user, first.domain, first.resource or None))
+            outcomes = []
+            for row in held:
+                stanza = parse_stanza(row.stanza, limits.max_stanza_size * 2, limits.max_depth + 2)
+                if stanza is None:
+                    log.error("Dropped an unreadable stored stanza of {jid}", jid=gone.address.full())
+                    continue
+                outcome = self.undelivered(gone, stanza)
+                if outcome is not None:
+                    outcomes.append(outcome)
+            if outcomes:
+                await DeferredList(outcomes)
+            await self.store.remove(resume_id)
+            log.info("{jid} hibernated when the server stopped: {n} stanzas handled as for a session "
+                     "that ended", jid=gone.address.full(), n=len(held))
+        return len(rows)
 
     def shutdown(self) -> None:
         """The server stops: end the hibernating sessions now, so that what they
@@ -253,6 +345,8 @@ class ManagedSession:
         #: (queued while hibernating, or after the stream had closed).
         self.unwritten = 0
         self.hibernating = False
+        #: Whether stanzas of this session are in the store (see StreamManagement.keep).
+        self.stored = False
         #: Over: nothing is queued any more (overflow, or the session finished).
         self.closed = False
         self._awaiting_ack = False
@@ -272,26 +366,30 @@ class ManagedSession:
         """The client sent a stanza (counted whatever becomes of it)."""
         self.h_in = (self.h_in + 1) & MASK
 
-    def send(self, stanza: domish.Element) -> None:
+    def send(self, stanza: domish.Element) -> Settled:
         if self.closed:
-            self.manager.undelivered(self.session, stanza)
-            return
+            return self.manager.undelivered(self.session, stanza)
         self.queue.append(stanza)
         self.sent = (self.sent + 1) & MASK
         if len(self.queue) > self.max_queue:
             self._overflow()
-            return
-        if self.hibernating or self.session.stream.closed:
+            return None
+        if self.hibernating:
             self.unwritten += 1
-            return
+            self.stored = True
+            return self.manager.keep(self, [stanza])
+        if self.session.stream.closed:
+            self.unwritten += 1
+            return None
         self.session.stream.send(stanza)
         if self._awaiting_ack:
-            return
+            return None
         self._since_request += 1
         if self._since_request >= self.ack_every:
             self._request_ack()
         elif self._ack_call is None and self.ack_delay:
             self._ack_call = self.manager.clock.callLater(self.ack_delay, self._ack_timer)
+        return None
 
     def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
         """Send *stanza*; True once the client's ``<a h/>`` covers it, False if the
@@ -326,13 +424,27 @@ class ManagedSession:
     # -- acks -----------------------------------------------------------------------------------
 
     def ack_requested(self) -> None:
-        self.session.stream.write(f"<a xmlns='{NS}' h='{self.h_in}'/>")
+        """Answer with the count so far, once those stanzas are all settled."""
+        h, stream = self.h_in, self.session.stream
+        settlement = self.session.settlement
+        if settlement.settled < settlement.received:
+            # Writes batched for throughput need not wait for their delay now.
+            self.manager.ctx.hooks.fire("storage/hurry")
+        settlement.when(settlement.received, lambda: self._ack(stream, h))
+
+    def _ack(self, stream: ServerStream, h: int) -> None:
+        if self.session.stream is stream and not stream.closed:
+            stream.write(f"<a xmlns='{NS}' h='{h}'/>")
 
     def final_ack(self) -> None:
         """The stream is about to end (our closing tag or stream error): tell the
-        client how many of its stanzas were handled, so it resends none of them."""
-        if not self.hibernating:
-            self.ack_requested()
+        client how many of its stanzas were handled and settled, at once (there is
+        no later), so it resends none of those and loses none of the others."""
+        if self.hibernating:
+            return
+        settlement = self.session.settlement
+        h = (self.h_in - settlement.pending) & MASK
+        self.session.stream.write(f"<a xmlns='{NS}' h='{h}'/>")
 
     def ack_received(self, element: domish.Element) -> None:
         h = _counter(element)
@@ -409,6 +521,12 @@ class ManagedSession:
         self._cancel_ack_call()
         self._cancel_overdue_call()
         self._expiry = self.manager.clock.callLater(self.timeout, self._expired)
+        # Stored offline messages being delivered (send_tracked) are still in the
+        # offline store: keeping them here too would deliver them twice after a crash.
+        kept = [stanza for stanza in self.queue if stanza not in self._receipts]
+        if kept:
+            self.stored = True
+            self.manager.keep(self, kept)
         log.info("Hibernating {jid}: resumable for {timeout:.0f} s, {n} stanzas unacknowledged",
                  jid=self.session.address.full(), timeout=self.timeout, n=len(self.queue))
         return True
@@ -457,6 +575,7 @@ class ManagedSession:
         self._release(h)
         session.stream = stream
         stream.before_close = self.final_ack
+        self.manager.discard(self)
         resumed = domish.Element((NS, "resumed"))
         resumed["previd"] = self.resume_id or ""
         resumed["h"] = str(self.h_in)
@@ -506,14 +625,19 @@ class ManagedSession:
         queue, self.queue = self.queue, deque()
         # Only what reached the stream before it closed can have been seen.
         written, self.unwritten = len(queue) - self.unwritten, 0
+        outcomes: list[Deferred[Any]] = []
         for i, stanza in enumerate(queue):
             seen = closed_by_client and i < written
             receipt = self._receipts.pop(stanza, None)
             if receipt is not None:
                 # Its sender still has it, and keeps it unless the rule below counts it handled.
                 receipt.callback(seen and archived_for(stanza, self.session.bare))
-            else:
-                self.manager.undelivered(self.session, stanza, closed_by_client=seen)
+                continue
+            outcome = self.manager.undelivered(self.session, stanza, closed_by_client=seen)
+            if outcome is not None:
+                outcomes.append(outcome)
+        # The stored copies go once the stanzas are stored elsewhere or bounced.
+        self.manager.discard(self, all_settled(outcomes))
         self._notify()
 
 
@@ -525,6 +649,14 @@ def archived_for(stanza: domish.Element, user: JID) -> bool:
     by = user.full()
     return any(getattr(c, "uri", None) == SID and c.name == "stanza-id" and c.getAttribute("by") == by
                for c in stanza.elements())
+
+
+class _GoneSession:
+    """What stands for a session that hibernated when the server died."""
+
+    def __init__(self, address: JID) -> None:
+        self.address = address
+        self.bare = address.bare
 
 
 def _failed(stream: ServerStream, condition: str, text: str | None, h: int | None = None) -> None:

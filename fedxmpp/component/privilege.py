@@ -92,7 +92,7 @@ class Privileges:
         self.roster = roster
 
     def register(self, hooks: Hooks) -> None:
-        hooks.add("message/host", self.message, PRIORITY)
+        hooks.add("message/host", self.message, step="privilege")
         hooks.add(f"iq-get/bare/{ROSTER}", self.roster_get, PRIORITY)
         hooks.add(f"iq-set/bare/{ROSTER}", self.roster_set, PRIORITY)
 

@@ -15,9 +15,9 @@ allowed to see the user's presence first sends them unavailable presence from
 each available resource; unblocking sends the current presence again (§3.3, §3.4).
 
 Enforcement (§3.3, matching per §3.1: full JID, bare JID, domain/resource,
-domain and its subdomains), at priority :data:`PRIORITY` on the local delivery
-events (inbound) and on the ``pre-`` events of what the user's clients send
-(outbound, see :mod:`fedxmpp.im.outbound`):
+domain and its subdomains), as the ``blocking`` policy step of the delivery
+events (inbound) and of the ``pre-`` events of what the user's clients send
+(outbound, see :mod:`fedxmpp.im.outbound`; the order is in :mod:`fedxmpp.chains`):
 
 ====================================  ==========================================
 from a blocked address to the user    presence: dropped silently; message:
@@ -33,8 +33,10 @@ address
 ====================================  ==========================================
 
 Stanzas from the user's own bare JID or own server are never blocked, so nobody
-can lock themselves out.  When a list is not in memory yet the stanza waits
-(bounded) for it to be read, then goes through the router again.
+can lock themselves out.  When a list is not in memory yet the handler returns
+an awaitable and the stanza's chain waits (bounded) for it to be read.  If it
+cannot be read the handler fails, and as a policy it fails closed: the stanza
+is refused with ``<internal-server-error/>``, never delivered unchecked.
 """
 
 from __future__ import annotations
@@ -62,9 +64,6 @@ log = Logger()
 BLOCKING = "urn:xmpp:blocking"
 BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 STORE = "blocklist"
-# Above the IM rules (roster, presence, offline storage), which must never see a
-# blocked stanza.
-PRIORITY = 500
 # Users whose lists are kept in memory.
 CACHE_SIZE = 10_000
 # Stanzas that may wait for one user's list to be read.
@@ -204,11 +203,11 @@ class Blocking:
         for event in ("message/bare", "message/full", "presence/bare", "presence/full",
                       "iq-get/bare", "iq-set/bare", "iq-get/full", "iq-set/full",
                       "iq-result/bare", "iq-result/full", "iq-error/bare", "iq-error/full"):
-            hooks.add(event, self._inbound, PRIORITY)
+            hooks.add(event, self._inbound, step="blocking")
         for kind in ("host", "bare", "full"):
             for name in ("message", "presence", "iq"):
-                hooks.add(f"pre-{name}/{kind}", self._outbound, PRIORITY)
-        hooks.add("presence/generated-remote", self._generated_remote, PRIORITY)
+                hooks.add(f"pre-{name}/{kind}", self._outbound, step="blocking")
+        hooks.add("presence/generated-remote", self._generated_remote, step="blocking")
         hooks.add("c2s/session-bound", self._session_bound)
         hooks.add("c2s/session-ended", self._session_ended)
         hooks.add("account/removed", self._account_removed)
@@ -233,7 +232,7 @@ class Blocking:
 
     # -- enforcement -------------------------------------------------------------------------
 
-    def _inbound(self, event: StanzaEvent) -> bool:
+    def _inbound(self, event: StanzaEvent) -> bool | defer.Deferred[bool]:
         frm, to = event.frm, event.to
         if to.user is None:
             return False
@@ -243,46 +242,62 @@ class Blocking:
         presence = event.stanza.name == "presence"
         # Presence the server sends for a local user is held to that user's list too.
         sender = frm.bare if presence and frm.user is not None and frm.host in self.ctx.router.hosted else None
-        users = [owner] if sender is None else [owner, sender]
-        lists = [self.lists.cached(u) for u in users]
-        if any(bl is None for bl in lists):
-            return self._wait(users, event)
-        if is_blocked(lists[0], frm):
+        if sender is None:
+            blocklist = self.lists.cached(owner)
+            if blocklist is not None:
+                if blocklist and is_blocked(blocklist, frm):
+                    self._refuse_inbound(event)
+                    return True
+                return False
+            users = [owner]
+        else:
+            users = [owner, sender]
+            lists = [self.lists.cached(owner), self.lists.cached(sender)]
+            if lists[0] is not None and lists[1] is not None:
+                return self._judge_inbound(event, lists)  # type: ignore[arg-type]
+        return self._after_loading(users, event,
+                                   lambda: self._judge_inbound(event, [self._loaded(u) for u in users]))
+
+    def _judge_inbound(self, event: StanzaEvent, lists: list[Blocklist]) -> bool:
+        if is_blocked(lists[0], event.frm):
             self._refuse_inbound(event)
             return True
-        if sender is not None and is_blocked(lists[1], to):
+        if len(lists) > 1 and is_blocked(lists[1], event.to):
             return True  # presence to someone the sender blocked: not sent
         return False
 
-    def _generated_remote(self, event: StanzaEvent) -> bool:
+    def _generated_remote(self, event: StanzaEvent) -> bool | defer.Deferred[bool]:
         """Presence the server broadcasts for a user to a remote contact the user
         blocked is not sent (§3.3); while the list loads it waits, and if the list
-        cannot be read it is not sent either."""
+        cannot be read it is not sent either (the policy fails closed)."""
         sender, target = event.frm.bare, event.to
         blocklist = self.lists.cached(sender)
         if blocklist is not None:
             return is_blocked(blocklist, target)
+        return self._after_loading([sender], event, lambda: is_blocked(self._loaded(sender), target))
 
-        def then(ok: bool) -> None:
-            loaded = self.lists.cached(sender) if ok else None
-            if loaded is not None and not is_blocked(loaded, target):
-                self.ctx.router.route(event.stanza, event.frm, event.to)
+    def _after_loading(self, users: list[JID], event: StanzaEvent,
+                       then: Callable[[], bool]) -> bool | defer.Deferred[bool]:
+        """``then()`` once the lists of *users* are in memory; a failure (refusing the
+        stanza) if they cannot be read."""
+        d: defer.Deferred[None] = defer.Deferred()
 
-        self.lists.when_loaded([sender], then)
-        return True
-
-    def _wait(self, users: list[JID], event: StanzaEvent) -> bool:
-        stanza, frm, to = event.stanza, event.frm, event.to
-
-        def then(ok: bool) -> None:
+        def loaded(ok: bool) -> None:
             if ok:
-                self.ctx.router.route(stanza, frm, to)
+                d.callback(None)
             else:
-                event.error("internal-server-error")
+                d.errback(RuntimeError("a blocklist could not be read"))
 
-        if not self.lists.when_loaded(users, then):
+        if not self.lists.when_loaded(users, loaded):
             event.error("resource-constraint", "Too many stanzas waiting for this user")
-        return True
+            return True
+        return d.addCallback(lambda _: then())
+
+    def _loaded(self, user: JID) -> Blocklist:
+        blocklist = self.lists.cached(user)
+        if blocklist is None:  # read, then pushed out of the cache meanwhile
+            raise RuntimeError(f"the blocklist of {user} is not in memory")
+        return blocklist
 
     def _refuse_inbound(self, event: StanzaEvent) -> None:
         name, stype = event.stanza.name, event.type
@@ -290,36 +305,18 @@ class Blocking:
             event.error("service-unavailable")
         # presence, iq results and errors: nothing at all (the user looks offline)
 
-    def _outbound(self, event: StanzaEvent) -> bool:
+    def _outbound(self, event: StanzaEvent) -> bool | defer.Deferred[bool]:
         """A stanza from one of the user's clients, on its way to the router."""
         frm, to = event.frm, event.to
         user = frm.bare
         if frm.user is None or to.bare == user or (to.user is None and to.host == user.host):
             return False
-        if self.lists.cached(user) is not None:
-            return self._refuse_outbound(event)
+        blocklist = self.lists.cached(user)
+        if blocklist is not None:
+            return self._refuse_outbound(event, blocklist)
+        return self._after_loading([user], event, lambda: self._refuse_outbound(event, self._loaded(user)))
 
-        def then(ok: bool) -> None:
-            if not ok:
-                self._reject(event, StanzaError("internal-server-error"))
-            elif not self._refuse_outbound(event):
-                self._resume_outbound(event)
-
-        if not self.lists.when_loaded([user], then):
-            self._reject(event, StanzaError("resource-constraint"))
-        return True
-
-    def _resume_outbound(self, event: StanzaEvent) -> None:
-        """Send on a stanza that waited for its sender's list: the sender-side events
-        again (this handler now lets it pass), then the router, as
-        :class:`fedxmpp.im.outbound.ClientOutbound` would have."""
-        to = event.to
-        kind = "host" if to.user is None else ("bare" if to.resource is None else "full")
-        if not self.ctx.hooks.fire(f"pre-{event.stanza.name}/{kind}", event):
-            self.ctx.router.route(event.stanza, event.frm, to)
-
-    def _refuse_outbound(self, event: StanzaEvent) -> bool:
-        blocklist = self.lists.cached(event.frm.bare)
+    def _refuse_outbound(self, event: StanzaEvent, blocklist: Blocklist) -> bool:
         if not blocklist or not is_blocked(blocklist, event.to):
             return False
         self._reject(event, StanzaError("not-acceptable"), blocked=True)

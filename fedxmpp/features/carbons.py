@@ -69,13 +69,9 @@ IM_PAYLOADS = frozenset({
     "urn:xmpp:jingle-message:1",
 })
 
-# Before MAM (which archives what it is given) and the default rules: the
-# <private/> element is gone before anything else sees an incoming message.
-INBOUND_PRIORITY = 200
-# Sent carbons go out once the message has passed blocking (500) and XEP-0313
-# (which adds the archive's <stanza-id/> at 10, and removes it again at -10 before
-# the message is routed: the copy keeps it, as XEP-0313 §3.2 suggests).
-SENT_PRIORITY = 0
+# Where the handlers run (before the archive, which keeps what it is given, so
+# <private/> is gone first; sent carbons between the archive's stamp and unstamp,
+# so the copy keeps the <stanza-id/>, XEP-0313 §3.2): see fedxmpp.chains.
 
 
 def eligible(stanza: domish.Element, user: JID) -> bool:
@@ -138,11 +134,11 @@ class Carbons:
         self.ctx.disco.server_features.add(CARBONS)
         hooks.add(f"iq-set/bare/{CARBONS}", self._iq_set)
         hooks.add("c2s/session-ended", self._session_ended)
-        hooks.add("message/full", self._incoming, INBOUND_PRIORITY)
-        hooks.add("message/bare", self._incoming, INBOUND_PRIORITY)
+        hooks.add("message/full", self._incoming, step="carbons")
+        hooks.add("message/bare", self._incoming, step="carbons")
         hooks.add("message/delivered", self._delivered)
         for kind in ("host", "bare", "full"):
-            hooks.add(f"pre-message/{kind}", self._sent, SENT_PRIORITY)
+            hooks.add(f"pre-message/{kind}", self._sent, step="carbons-sent")
 
     # -- enable / disable -----------------------------------------------------------------
 

@@ -58,3 +58,5 @@ class FeatureContext:
     roster: Any = None
     # fedxmpp.im.presence.Presence: who is available, presence broadcasts.
     presence: Any = None
+    # fedxmpp.im.outbound.ClientOutbound: how a user's own stanzas leave (pre- events, then the router).
+    outbound: Any = None

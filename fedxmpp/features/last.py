@@ -83,7 +83,7 @@ def register(hooks: Hooks, ctx: FeatureContext) -> None:
 
     hooks.add(f"iq-get/host/{LAST}", uptime)
     hooks.add(f"iq-get/bare/{LAST}", in_background(user_last, "last activity"))
-    hooks.add("pre-presence/bare", own_presence, 1000)
+    hooks.add("pre-presence/bare", own_presence, step="last-activity")
     hooks.add("c2s/session-ended", session_ended)
 
 

@@ -9,7 +9,8 @@ message kept offline is archived too): those with a ``<body/>`` or
 Jingle message initiation and invitations — not chat states alone, not errors,
 headlines or groupchat, not messages with ``<no-store/>`` or
 ``<no-permanent-store/>``, and never a carbon or an archive result.  A message a
-user sends to their own JID is archived once, as received.
+user sends to their own JID is archived once, as received.  (Where these
+handlers run among the others: :mod:`fedxmpp.chains`.)
 
 **Preferences** (``<prefs/>``, XEP-0441, kept by ``storage.archive``): a
 default of 'always', 'never' or 'roster' (only correspondents in the user's
@@ -17,8 +18,8 @@ roster) and lists of JIDs always or never archived ('never' first; a full JID
 before its bare JID).  Users who never set any get
 ``[archive] default_prefs``.  Preferences are read when a session binds and
 kept in a bounded cache; a message for a user whose preferences (or, for
-'roster', whose roster) are not in memory waits for them, in order, then goes
-through the router again.
+'roster', whose roster) are not in memory waits for them: the handler returns
+an awaitable and the user's chain goes on, in order, once they are read.
 
 **Stanza ids** (XEP-0359).  Every ``<stanza-id/>`` claiming to be by the
 recipient's bare JID is removed from an incoming message; an archived one gets
@@ -28,15 +29,23 @@ sender-side events run — so the XEP-0280 sent carbon includes it (§3.2) — a
 loses it before it is routed; stanza-ids that the client put there by the
 user's JID are removed first.
 
-**Writes never hold delivery up.**  Each archived message is serialised at once
-(once for both archives when it goes between two local users) and queued; the
-queue is written by one :meth:`Database.run_interaction` per batch — what
-arrived in the last :data:`FLUSH_DELAY` seconds or during the previous write, at
-most :data:`BATCH` rows — and never awaited by delivery.  The queue is bounded
-(:data:`MAX_QUEUED`): beyond it a message is delivered unarchived, without a
-stanza-id, and logged.  A query first waits for the queue to reach the database,
-so a client always finds what it was just sent.  (A crash loses at most what
-was queued, :data:`FLUSH_DELAY` seconds' worth.)
+**Writes never hold delivery up, and acknowledgements wait for them.**  Each
+archived message is serialised at once (once for both archives when it goes
+between two local users) and queued; the queue is written by one
+:meth:`Database.run_interaction` per batch — what arrived in the last
+:data:`FLUSH_DELAY` seconds or during the previous write, at most :data:`BATCH`
+rows (group commit), or as soon as the previous write is done when a client
+waits for an acknowledgement (``storage/hurry``).  Delivery never waits for the write, but the message is
+*settled* (:mod:`fedxmpp.router`) only once its rows are committed, so the
+sender's XEP-0198 ``<a/>`` never covers a row a crash could lose.  No row is
+ever dropped: past :data:`MAX_QUEUED` queued rows a warning is logged and the
+rows wait like the others; the senders' sessions stop reading while too many of
+their stanzas are unsettled (backpressure).  A batch the database refuses is
+logged with its size at error level (its messages count as settled: they were
+delivered or stored, and a failing disk must not stop acknowledgements for ever).
+A query first waits for the queue to reach the database, so a client always
+finds what it was just sent; shutdown writes the whole queue before storage
+closes.
 
 **Queries** (iq set ``<query/>`` to one's own bare JID; anyone else gets
 ``<forbidden/>``): XEP-0004 form ``urn:xmpp:mam:2`` (parsed by
@@ -75,7 +84,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from fedxmpp.features import forms
-from fedxmpp.features._shared import background, in_background
+from fedxmpp.features._shared import in_background
 from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import StanzaEvent
@@ -105,17 +114,9 @@ CARBONS = "urn:xmpp:carbons:2"
 MUC_USER = "http://jabber.org/protocol/muc#user"
 DEFAULTS = ("always", "never", "roster")
 
-# Incoming: after blocking (500), before offline storage (-500) and delivery (-1000),
-# after carbons has removed <private/> (200).
-INBOUND_PRIORITY = 100
-# Outgoing: the stanza-id is on the message for the sent carbon (0) only.
-STAMP_PRIORITY = 10
-UNSTAMP_PRIORITY = -10
-
 MAX_QUEUED = 100_000
 BATCH = 5_000
 FLUSH_DELAY = 0.05
-MAX_WAITING = 1_000
 PREFS_CACHE = 10_000
 PURGE_INTERVAL = 3600.0
 PURGE_BATCH = 1_000
@@ -342,9 +343,11 @@ class PrefsCache:
 class ArchiveQueue:
     """Archive rows on their way to the database, written in batches.
 
-    :meth:`add` never waits.  What is added is written by one transaction
-    :data:`FLUSH_DELAY` seconds later (at once when :data:`BATCH` rows wait, or
-    someone waits in :meth:`flushed`), one batch at a time.
+    :meth:`add` never waits and never refuses: it returns a Deferred that fires
+    (with None, never a failure) once the row is committed.  What is added is
+    written by one transaction :data:`FLUSH_DELAY` seconds later (at once when
+    :data:`BATCH` rows wait, or someone waits in :meth:`flushed`), one batch at
+    a time.  The rows added between two writes share one Deferred.
     """
 
     def __init__(self, ctx: FeatureContext, limit: int = MAX_QUEUED, delay: float = FLUSH_DELAY) -> None:
@@ -352,44 +355,58 @@ class ArchiveQueue:
         self.limit = limit
         self.delay = delay
         self.written = 0
-        self.dropped = 0
+        #: Rows the database refused (logged).
+        self.failed = 0
         self.batches = 0
         self._pending: deque[ArchiveEntry] = deque()
         self._writing = False
         self._call: Any = None
         self._added = 0
         self._done = 0
-        self._waiters: list[tuple[int, defer.Deferred[None]]] = []
+        #: [rows added when the group closed, its Deferred], oldest first; the last
+        #: one is open (rows are still joining it) until a write takes its rows.
+        self._groups: deque[list[Any]] = deque()
+        self._open: list[Any] | None = None
+        self._over_limit = False
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, entry: ArchiveEntry) -> bool:
-        if len(self._pending) >= self.limit:
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                log.warn("Archive write queue full ({n} rows): messages go unarchived ({dropped} so far)",
-                         n=len(self._pending), dropped=self.dropped)
-            return False
+    def add(self, entry: ArchiveEntry) -> defer.Deferred[None]:
         self._pending.append(entry)
         self._added += 1
+        if len(self._pending) > self.limit and not self._over_limit:
+            self._over_limit = True
+            log.warn("Archive write queue over {limit} rows: senders are slowed until it is written",
+                     limit=self.limit)
+        group = self._open
+        if group is None:
+            group = self._open = [self._added, defer.Deferred()]
+            self._groups.append(group)
+        else:
+            group[0] = self._added
         self._schedule()
-        return True
+        return group[1]
+
+    def hurry(self) -> None:
+        """Someone waits for the rows queued so far (an ack): write them as soon as
+        the write under way, if any, is done, without the batching delay."""
+        self._schedule(soon=True)
 
     def flushed(self) -> defer.Deferred[None]:
         """Fires once everything added so far has been written (or given up on)."""
-        target = self._added
-        if self._done >= target:
+        if self._done >= self._added:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
-        self._waiters.append((target, d))
-        self._schedule()
+        self._groups.append([self._added, d])
+        self._open = None
+        self._schedule(soon=True)
         return d
 
-    def _schedule(self) -> None:
+    def _schedule(self, soon: bool = False) -> None:
         if self._writing or not self._pending:
             return
-        soon = bool(self._waiters) or len(self._pending) >= BATCH
+        soon = soon or len(self._pending) >= BATCH
         if self._call is None:
             self._call = self.ctx.clock.callLater(0 if soon else self.delay, self._flush)
         elif soon and self._call.getTime() > self.ctx.clock.seconds():
@@ -397,6 +414,7 @@ class ArchiveQueue:
 
     def _flush(self) -> None:
         self._call = None
+        self._open = None  # rows added from now on wait for a later write
         batch = [self._pending.popleft() for _ in range(min(len(self._pending), BATCH))]
         if batch:
             self._writing = True
@@ -407,14 +425,18 @@ class ArchiveQueue:
             self.written += await self.ctx.storage.archive.add(batch)
             self.batches += 1
         except Exception:
-            self.dropped += len(batch)
-            log.failure("Writing {n} archived messages failed", n=len(batch))
+            self.failed += len(batch)
+            log.failure("Writing {n} archived messages failed; they are not in the archive", n=len(batch))
         finally:
             self._writing = False
             self._done += len(batch)
-            ready = [d for target, d in self._waiters if target <= self._done]
-            self._waiters = [(t, d) for t, d in self._waiters if t > self._done]
-            self._schedule()
+            if len(self._pending) <= self.limit:
+                self._over_limit = False
+            ready = []
+            while self._groups and self._groups[0][0] <= self._done and self._groups[0] is not self._open:
+                ready.append(self._groups.popleft()[1])
+            # Rows already promised to a write that took only part of them go next.
+            self._schedule(soon=bool(self._groups) and self._groups[0] is not self._open)
             for d in ready:
                 d.callback(None)
 
@@ -431,10 +453,8 @@ class Archive:
         self.prefs = PrefsCache(ctx, Prefs(cfg.default_prefs))
         self.queue = ArchiveQueue(ctx)
         # Incoming messages already seen here (a message to an unknown resource
-        # comes back as message/bare; held offline messages are fired again).
+        # goes on as message/bare in the same chain).
         self._seen: weakref.WeakSet[domish.Element] = weakref.WeakSet()
-        # Decisions taken while a message waited, for its second pass.
-        self._decided: weakref.WeakKeyDictionary[domish.Element, bool] = weakref.WeakKeyDictionary()
         # The serialised text of messages archived on their way out, with the
         # children and attributes it was made from: a message between two local
         # users is archived twice, and is serialised once unless it changed.
@@ -443,21 +463,21 @@ class Archive:
         self._nonces = Nonces()
         # Outgoing messages carrying the stanza-id added here, until they are routed.
         self._stamped: weakref.WeakKeyDictionary[domish.Element, domish.Element] = weakref.WeakKeyDictionary()
-        # Users with messages waiting for their preferences or roster, in order.
-        self._waiting: dict[JID, deque[StanzaEvent]] = {}
         self.purger: task.LoopingCall | None = None
 
     def register(self, hooks: Hooks) -> None:
         self.ctx.disco.account_features.update((MAM, MAM_EXTENDED, SID))
-        hooks.add("message/bare", self._incoming, INBOUND_PRIORITY)
-        hooks.add("message/full", self._incoming, INBOUND_PRIORITY)
+        hooks.add("message/bare", self._incoming, step="archive")
+        hooks.add("message/full", self._incoming, step="archive")
         for kind in ("host", "bare", "full"):
-            hooks.add(f"pre-message/{kind}", self._outgoing, STAMP_PRIORITY)
-            hooks.add(f"pre-message/{kind}", self._unstamp, UNSTAMP_PRIORITY)
+            hooks.add(f"pre-message/{kind}", self._outgoing, step="archive-stamp")
+            hooks.add(f"pre-message/{kind}", self._unstamp, step="archive-unstamp")
         hooks.add(f"iq-set/bare/{MAM}", in_background(self._iq_set, "archive request"))
         hooks.add(f"iq-get/bare/{MAM}", in_background(self._iq_get, "archive request"))
         hooks.add("c2s/session-bound", self._session_bound)
         hooks.add("account/removed", self.prefs.forget)
+        hooks.add("storage/flush", lambda _: self.queue.flushed())
+        hooks.add("storage/hurry", lambda _: self.queue.hurry())
         if self.retention_days > 0:
             self.purger = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self.purge()).addErrback(
                 lambda f: log.failure("Purging the archive failed", f)))
@@ -509,57 +529,31 @@ class Archive:
 
     # -- incoming ----------------------------------------------------------------------------------
 
-    def _incoming(self, event: StanzaEvent) -> bool:
+    def _incoming(self, event: StanzaEvent) -> bool | defer.Deferred[bool]:
         stanza = event.stanza
         if stanza in self._seen:
             return False
-        owner = event.to.bare
-        decision = self._decided.pop(stanza, None)
-        if decision is None:
-            if owner in self._waiting:
-                return self._wait(owner, event)  # behind earlier messages
-            strip_stanza_ids(stanza, owner)
-            if not archivable(stanza):
-                self._seen.add(stanza)
-                return False
-            decision = self._decide(owner, event.frm)
-            if decision is None:
-                return self._wait(owner, event)
         self._seen.add(stanza)
+        owner = event.to.bare
+        strip_stanza_ids(stanza, owner)
+        if not archivable(stanza):
+            return False
+        decision = self._decide(owner, event.frm)
+        if decision is None:  # the chain waits for the preferences (or roster)
+            return defer.Deferred.fromCoroutine(self._decide_then_archive(owner, event))
         if decision:
-            self._archive(owner, event.frm, stanza, outgoing=False)
+            self._archive(owner, event.frm, event, outgoing=False)
         return False
 
-    def _wait(self, owner: JID, event: StanzaEvent) -> bool:
-        queue = self._waiting.get(owner)
-        if queue is None:
-            self._waiting[owner] = deque((event,))
-            background(self._resolve(owner), "archive decision")
-        elif len(queue) >= MAX_WAITING:
-            event.error("resource-constraint", "Too many messages waiting for this user")
-        else:
-            queue.append(event)
-        return True
-
-    async def _resolve(self, owner: JID) -> None:
-        """Decide for the messages waiting for *owner*, in order, and send each
-        through the router again with its decision."""
-        queue = self._waiting[owner]
-        while queue:
-            event = queue[0]
-            stanza = event.stanza
-            decision = False
-            try:
-                strip_stanza_ids(stanza, owner)
-                if archivable(stanza):
-                    decision = await self._decide_later(owner, event.frm)
-            except Exception:
-                log.failure("No archive decision for a message to {owner}: not archived", owner=owner.full())
-            self._decided[stanza] = decision
-            queue.popleft()
-            if not queue:
-                del self._waiting[owner]  # what comes next needs not wait
-            self.ctx.router.route(stanza, event.frm, event.to)
+    async def _decide_then_archive(self, owner: JID, event: StanzaEvent) -> bool:
+        try:
+            decision = await self._decide_later(owner, event.frm)
+        except Exception:
+            log.failure("No archive decision for a message to {owner}: not archived", owner=owner.full())
+            return False
+        if decision:
+            self._archive(owner, event.frm, event, outgoing=False)
+        return False
 
     # -- outgoing ----------------------------------------------------------------------------------
 
@@ -575,14 +569,17 @@ class Archive:
         decision = self._decide(owner, other)
         if decision is None:
             entry = self._entry(owner, other, stanza, outgoing=True)
-            background(self._archive_later(owner, other, entry), "archive decision")
+            event.settles_when(defer.Deferred.fromCoroutine(self._archive_later(owner, other, entry)))
         elif decision:
-            self._archive(owner, other, stanza, outgoing=True)
+            self._archive(owner, other, event, outgoing=True)
         return False
 
     async def _archive_later(self, owner: JID, other: JID, entry: ArchiveEntry) -> None:
-        if await self._decide_later(owner, other):
-            self.queue.add(entry)
+        try:
+            if await self._decide_later(owner, other):
+                await self.queue.add(entry)
+        except Exception:
+            log.failure("No archive decision for a message from {owner}: not archived", owner=owner.full())
 
     def _unstamp(self, event: StanzaEvent) -> bool:
         sid = self._stamped.pop(event.stanza, None)
@@ -611,14 +608,15 @@ class Archive:
             self._texts[stanza] = (made_of, text)
         return text
 
-    def _archive(self, owner: JID, other: JID, stanza: domish.Element, outgoing: bool) -> None:
+    def _archive(self, owner: JID, other: JID, event: StanzaEvent, outgoing: bool) -> None:
+        stanza = event.stanza
         entry = self._entry(owner, other, stanza, outgoing)
-        if self.queue.add(entry):
-            sid = stanza.addElement((SID, "stanza-id"))
-            sid["by"] = owner.full()
-            sid["id"] = entry.archive_id
-            if outgoing:
-                self._stamped[stanza] = sid
+        event.settles_when(self.queue.add(entry))
+        sid = stanza.addElement((SID, "stanza-id"))
+        sid["by"] = owner.full()
+        sid["id"] = entry.archive_id
+        if outgoing:
+            self._stamped[stanza] = sid
 
     async def purge(self) -> int:
         """Delete what is older than the retention period; how many messages."""

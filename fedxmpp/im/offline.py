@@ -21,8 +21,13 @@ still open without (see :meth:`fedxmpp.c2s.session.ClientSession.send_tracked`);
 what was not stays stored, in order, for the next login.  One flush runs per
 user: a resource that becomes available meanwhile takes over if the one being
 served goes first.  Messages to the user's bare JID that arrive while it runs
-are held back and delivered after the stored ones, so the order stays the order
-of arrival.
+wait in the user's delivery chain (the ``offline-hold`` step returns an
+awaitable) and go on after the stored ones, so the order stays the order of
+arrival.
+
+A message stored for later is *settled* (:mod:`fedxmpp.router`) when its row is
+committed, or when its sender was answered with an error; shutdown waits for
+the stores still running (``storage/flush``).
 
 A chat or normal message that a client never acknowledged under stream
 management (XEP-0198) before its session ended for good is offered to the
@@ -63,11 +68,6 @@ COPIES = frozenset({("urn:xmpp:carbons:2", "sent"), ("urn:xmpp:carbons:2", "rece
                     ("urn:xmpp:mam:2", "result")})
 MSGOFFLINE = "msgoffline"  # XEP-0160 §4: the disco feature
 
-# Before the default rules of LocalDelivery (-1000), after features that filter.
-PRIORITY = -500
-# Holding messages during a flush comes before every other handler, so that a held
-# message, fired again afterwards, passes each handler exactly once.
-HOLD_PRIORITY = 10_000
 # Stored messages read from storage at a time while delivering them.
 READ_BATCH = 200
 
@@ -79,7 +79,8 @@ class _Flush:
     (one takes over if the session being served goes first), and the receipts of
     what was sent and not yet confirmed."""
 
-    held: list[StanzaEvent] = field(default_factory=list)
+    #: Fired (with False: the chain goes on) when the flush is over.
+    held: list[Deferred[bool]] = field(default_factory=list)
     waiting: list[BoundSession] = field(default_factory=list)
     pending: set[Deferred[bool]] = field(default_factory=set)
 
@@ -93,23 +94,37 @@ class OfflineMessages:
         self._delivered_ids: dict[JID, set[int]] = {}
         self._to_delete: dict[JID, list[int]] = {}
         self._deleting: set[JID] = set()
+        #: Stores not committed yet (shutdown waits for them).
+        self._storing: set[Deferred[None]] = set()
         #: Stored, delivered: counters for logs and tests.
         self.stored = 0
         self.delivered = 0
-        ctx.hooks.add("message/bare", self._hold, HOLD_PRIORITY)
-        ctx.hooks.add("message/bare", self._message_bare, PRIORITY)
+        ctx.hooks.add("message/bare", self._hold, step="offline-hold")
+        ctx.hooks.add("message/bare", self._message_bare, step="offline")
         ctx.hooks.add("c2s/unacked", self._unacked)
+        ctx.hooks.add("storage/flush", self._closing)
         if quota > 0:
             ctx.disco.server_features.add(MSGOFFLINE)
 
     # -- storing ------------------------------------------------------------------------
 
-    def _hold(self, event: StanzaEvent) -> bool:
+    def _hold(self, event: StanzaEvent) -> bool | Deferred[bool]:
         flush = self._flushing.get(event.to)
         if flush is None:
             return False
-        flush.held.append(event)
-        return True
+        after: Deferred[bool] = Deferred()
+        flush.held.append(after)
+        return after
+
+    def _closing(self, _: object) -> Deferred[object]:
+        return DeferredList(list(self._storing))
+
+    def _start_store(self, event: StanzaEvent, what: str) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self._store(event))
+        d.addErrback(lambda f: log.failure("{what} failed", f, what=what))
+        self._storing.add(d)
+        d.addBoth(lambda r: self._storing.discard(d))
+        return d
 
     def _message_bare(self, event: StanzaEvent) -> bool:
         if event.type not in (None, "normal", "chat"):
@@ -121,11 +136,10 @@ class OfflineMessages:
                 return False  # someone to deliver to: the default rules
         if _only_chat_state(event.stanza):
             return True
-        Deferred.fromCoroutine(self._store(event)).addErrback(
-            lambda f: log.failure("Storing an offline message failed", f))
+        event.settles_when(self._start_store(event, "Storing an offline message"))
         return True
 
-    def _unacked(self, payload: tuple[BoundSession, domish.Element]) -> bool:
+    def _unacked(self, payload: tuple[BoundSession, domish.Element]) -> bool | Deferred[bool]:
         """A message the client of a session that is over never acknowledged
         (XEP-0198): stored for the user; True when taken."""
         session, stanza = payload
@@ -142,9 +156,8 @@ class OfflineMessages:
         except InvalidJID:
             frm = session.bare.domain
         event = StanzaEvent(stanza, frm, session.bare, self.ctx.router)
-        Deferred.fromCoroutine(self._store(event)).addErrback(
-            lambda f: log.failure("Storing an unacknowledged message failed", f))
-        return True
+        # Taken once stored (or answered with an error): the caller waits for it.
+        return self._start_store(event, "Storing an unacknowledged message").addCallback(lambda _: True)
 
     async def _store(self, event: StanzaEvent) -> None:
         to = event.to
@@ -198,8 +211,8 @@ class OfflineMessages:
                 session = self._next_session(flush)
         finally:
             del self._flushing[bare]
-            for event in flush.held:
-                self.ctx.hooks.fire("message/bare", event)
+            for after in flush.held:
+                after.callback(False)
 
     async def _deliver_stored(self, session: BoundSession, bare: JID, flush: _Flush) -> bool:
         """Send *bare*'s stored messages to *session*, oldest first, a page at a

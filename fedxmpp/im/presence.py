@@ -33,9 +33,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from fedxmpp.hooks import PolicyFailed
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.im.offline import OfflineMessages
 from fedxmpp.im.roster import Roster
@@ -71,9 +73,9 @@ class Presence:
         self._eligible: set[BoundSession] = set()  # available with priority >= 0
         hooks = ctx.hooks
         for kind in ("host", "bare", "full"):
-            hooks.add(f"pre-presence/{kind}", self._outbound)
-        hooks.add("presence/bare", self._inbound)
-        hooks.add("presence/full", self._inbound)
+            hooks.add(f"pre-presence/{kind}", self._outbound, step="presence")
+        hooks.add("presence/bare", self._inbound, step="presence")
+        hooks.add("presence/full", self._inbound, step="presence")
         hooks.add("c2s/session-ended", self._session_ended)
         hooks.add("c2s/features", self._stream_features)
 
@@ -330,10 +332,17 @@ class Presence:
         """Route presence the server sends on a user's behalf.  For a local contact the
         delivery events see it; for anyone else "presence/generated-remote" is the one
         place a feature (blocking) can hold it back: a handler returning True does."""
-        if to.host not in self.ctx.router.hosted and self.ctx.hooks.fire(
-                "presence/generated-remote", StanzaEvent(stanza, frm, to, self.ctx.router)):
+        if to.host in self.ctx.router.hosted:
+            self.ctx.router.route(stanza, frm, to)
             return
-        self.ctx.router.route(stanza, frm, to)
+        try:
+            held = self.ctx.hooks.run("presence/generated-remote", StanzaEvent(stanza, frm, to, self.ctx.router))
+        except PolicyFailed:
+            return  # a policy that cannot decide holds it back
+        if isinstance(held, Deferred):
+            held.addCallbacks(lambda h: None if h else self.ctx.router.route(stanza, frm, to), lambda f: None)
+        elif not held:
+            self.ctx.router.route(stanza, frm, to)
 
     def _stream_features(self, features: domish.Element) -> None:
         features.addElement((PRE_APPROVAL, "sub"))

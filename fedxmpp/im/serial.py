@@ -27,6 +27,10 @@ log = Logger()
 Job = Callable[..., "Awaitable[Any] | Any"]
 
 
+class TooManyWaiting(Exception):
+    """:meth:`SerialJobs.attempt` was given its limit and the key's queue is full."""
+
+
 class _Entry:
     __slots__ = ("fn", "args", "done")
 
@@ -52,6 +56,48 @@ class SerialJobs:
         """As :meth:`run`, with a Deferred of the job's result for the caller to await."""
         done: Deferred[Any] = Deferred()
         self._submit(key, _Entry(fn, args, done))
+        return done
+
+    def waiting(self, key: Hashable) -> int:
+        """How many jobs for *key* are running or waiting."""
+        queue = self._queues.get(key)
+        return 0 if queue is None else len(queue)
+
+    def attempt(self, key: Hashable, fn: Job, *args: Any, limit: int = 0) -> Any:
+        """As :meth:`call`, but when *key* is idle and ``fn(*args)`` finishes at once,
+        its result itself (an exception propagates) — no Deferred on the common path.
+        Otherwise a Deferred of the result; later jobs for *key* wait for it.  With
+        *limit*, :class:`TooManyWaiting` if that many jobs for *key* already wait."""
+        queue = self._queues.get(key)
+        if queue is not None:
+            if limit and len(queue) >= limit:
+                raise TooManyWaiting(key)
+            return self.call(key, fn, *args)
+        result = fn(*args)
+        # Deferred is an ABC's subclass, so isinstance is slow: the common results first.
+        if result is None or result is True or result is False or not (
+                isinstance(result, Deferred) or hasattr(result, "__await__")):
+            return result
+        d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
+        outcome: list[Any] = []
+        d.addBoth(outcome.append)
+        if outcome:
+            if isinstance(outcome[0], Failure):
+                outcome[0].raiseException()
+            return outcome[0]
+        gate: Deferred[None] = Deferred()
+        self.run(key, lambda: gate)  # the key stays busy until fn's work is done
+        done: Deferred[Any] = Deferred()
+
+        def finished(_: Any) -> None:
+            result = outcome[0]
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(result)
+            gate.callback(None)
+
+        d.addCallback(finished)
         return done
 
     def _submit(self, key: Hashable, entry: _Entry) -> None:

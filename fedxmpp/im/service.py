@@ -40,6 +40,8 @@ def install(ctx: FeatureContext) -> InstantMessaging:
     roster = Roster(ctx, serial, max_items=im_cfg.max_roster_items)
     offline = OfflineMessages(ctx, quota=im_cfg.offline_quota)
     presence = Presence(ctx, roster, serial, offline)
+    outbound = ClientOutbound(ctx.hooks, ctx.router, ctx.sessions)
     ctx.roster = roster
     ctx.presence = presence
-    return InstantMessaging(serial, roster, offline, presence, ClientOutbound(ctx.hooks, ctx.router))
+    ctx.outbound = outbound
+    return InstantMessaging(serial, roster, offline, presence, outbound)

@@ -41,6 +41,7 @@ from fedxmpp.storage.offline import SqlOfflineStore
 from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
 from fedxmpp.storage.schema import load_migrations
+from fedxmpp.storage.sm_pending import PendingStanza, SqlPendingStore
 from fedxmpp.storage.sqlite import SqliteEngine
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
     "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "NoSuchAccount", "OfflineStore",
-    "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError",
+    "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem", "RosterStore", "SUBSCRIPTIONS", "SchemaError",
     "Storage", "StorageError", "Subscription", "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
     "open_storage",
 ]
@@ -136,6 +137,21 @@ class OfflineStore(Protocol):
 
     async def count(self, user: str, domain: str) -> int:
         ...
+
+
+class PendingStore(Protocol):
+    """What was sent to hibernating stream-management sessions (XEP-0198), kept
+    until the session resumes or its stanzas have gone elsewhere, so that a
+    server restarting after a crash finds them."""
+
+    async def add(self, rows: Sequence[PendingStanza]) -> None:
+        """Keep *rows* (in one transaction); rows of accounts that no longer exist are skipped."""
+
+    async def remove(self, resume_id: str) -> None:
+        """Forget every row of a session."""
+
+    async def all(self) -> list[PendingStanza]:
+        """Every row, oldest first."""
 
 
 class KeyValStore(Protocol):
@@ -226,7 +242,7 @@ class Storage:
 
     def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
                  offline: OfflineStore, keyval: KeyValStore, archive: ArchiveStore,
-                 pubsub: PubsubStore) -> None:
+                 pubsub: PubsubStore, sm_pending: PendingStore | None = None) -> None:
         self.database = database
         self.accounts = accounts
         self.roster = roster
@@ -234,6 +250,7 @@ class Storage:
         self.keyval = keyval
         self.archive = archive
         self.pubsub = pubsub
+        self.sm_pending = sm_pending
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""
@@ -264,7 +281,7 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
         raise
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
-                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database))
+                   SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database))
 
 
 def _make_private_dir(directory: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from fedxmpp.storage.database import Database, Transaction
 from fedxmpp.storage.errors import ConstraintViolation, NoSuchAccount
+from fedxmpp.storage.group_commit import GroupCommit
 
 
 class SqlOfflineStore:
@@ -14,10 +15,11 @@ class SqlOfflineStore:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        # Stores that arrive while one is being written share the next transaction.
+        self._stores = GroupCommit(database, "store offline messages", _store_many_txn)
 
     async def store(self, user: str, domain: str, stanza_xml: str, quota: int) -> bool:
-        return await self._db.run_interaction("store offline message", _store_txn, user, domain,
-                                              stanza_xml, quota, int(time.time()))
+        return await self._stores.submit(user, domain, stanza_xml, quota, int(time.time()))
 
     async def read(self, user: str, domain: str, after: int, limit: int) -> list[tuple[int, str]]:
         return await self._db.run_interaction("read offline messages", _read_txn, user, domain, after, limit)
@@ -67,3 +69,14 @@ def _delete_txn(txn: Transaction, user: str, domain: str, ids: list[int]) -> int
                     (domain, user, *chunk))
         deleted += max(txn.rowcount, 0)
     return deleted
+def _store_many_txn(txn: Transaction,
+                    calls: Sequence[tuple[str, str, str, int, int]]) -> list[bool | NoSuchAccount]:
+    """:func:`_store_txn` for each call, in one transaction; a missing account is
+    that call's result, not the batch's failure."""
+    results: list[bool | NoSuchAccount] = []
+    for user, domain, stanza_xml, quota, now in calls:
+        try:
+            results.append(_store_txn(txn, user, domain, stanza_xml, quota, now))
+        except NoSuchAccount as e:
+            results.append(e)
+    return results

@@ -53,6 +53,8 @@ CLOSE_TIMEOUT = 2.0
 # Why reading from a peer is paused (besides the streams it waits for).
 SHAPED = "shaped"
 NOT_READING = "not-reading"
+# The session above holds reading while too many of its stanzas wait for storage.
+SETTLING = "settling"
 
 # The stream whose bytes are being handled: whatever is written meanwhile, it fed.
 _feeding: ContextVar[ServerStream | None] = ContextVar("fedxmpp_feeding", default=None)
@@ -413,6 +415,14 @@ class ServerStream(Protocol):
             self.write(" ")
 
     # -- reading paused: shaping and backpressure ----------------------------------
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (True) or start again (False) reading from the peer for the layer
+        above, independently of every other reason reading is paused."""
+        if held:
+            self._hold_reading(SETTLING)
+        else:
+            self._release_reading(SETTLING)
 
     def _hold_reading(self, why: object) -> None:
         first = not self._holds

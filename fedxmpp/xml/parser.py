@@ -474,3 +474,16 @@ class StreamParser:
 
     def _comment(self, data: str) -> None:
         raise StreamError("restricted-xml", "comments are not allowed")
+
+
+def parse_stanza(text: str, max_size: int, max_depth: int) -> domish.Element | None:
+    """One stanza serialised for a ``jabber:client`` stream (as storage keeps
+    them), parsed back with this restricted parser; None if it is not one."""
+    found: list[domish.Element] = []
+    parser = StreamParser(on_stream_start=lambda root: None, on_element=found.append,
+                          on_stream_end=lambda: None, max_stanza_size=max_size, max_depth=max_depth)
+    try:
+        parser.feed(f"<stream xmlns='jabber:client'>{text}</stream>".encode("utf-8"))
+    except StreamError:
+        return None
+    return found[0] if len(found) == 1 else None

@@ -45,9 +45,6 @@ FEATURES = frozenset([PUBSUB] + [f"{PUBSUB}#{f}" for f in (
     "persistent-items", "presence-notifications", "publish", "publish-options", "purge-nodes", "retract-items",
     "retrieve-affiliations", "retrieve-default", "retrieve-items")])
 
-# Presence is watched after blocking (500) has dropped what a user blocked, and
-# before the presence module (0) takes a user's own broadcast over.
-PRESENCE_PRIORITY = 100
 NODES_CACHE = 10_000
 MAX_NODE_NAME = 1024
 
@@ -101,11 +98,11 @@ class Pep:
         for kind in ("get", "set"):
             hooks.add(f"iq-{kind}/bare/{PUBSUB}", self._request)
             hooks.add(f"iq-{kind}/bare/{OWNER}", self._request)
-        hooks.add("presence/bare", self._contact_presence, PRESENCE_PRIORITY)
-        hooks.add("pre-presence/bare", self._own_presence, PRESENCE_PRIORITY)
+        hooks.add("presence/bare", self._contact_presence, step="pep")
+        hooks.add("pre-presence/bare", self._own_presence, step="pep")
         hooks.add("c2s/session-ended", self._session_ended)
-        hooks.add("iq-result/bare", self.caps.result)
-        hooks.add("iq-error/bare", self.caps.result)
+        hooks.add("iq-result/bare", self.caps.result, step="pep")
+        hooks.add("iq-error/bare", self.caps.result, step="pep")
         hooks.add("account/removed", self._account_removed)
 
     # -- presence: who listens -------------------------------------------------------------
@@ -593,7 +590,4 @@ class Pep:
         """Send a notification as the owner's own outgoing messages go: through the
         sender-side events first, so that the owner's blocklist applies (XEP-0163
         §4.3.3: never to a blocked entity)."""
-        event = StanzaEvent(message, owner, to, self.ctx.router)
-        kind = "full" if to.resource is not None else "bare"
-        if not self.ctx.hooks.fire(f"pre-message/{kind}", event):
-            self.ctx.router.route(message, owner, to)
+        self.ctx.outbound.route(message, owner, to)

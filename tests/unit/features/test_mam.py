@@ -268,16 +268,17 @@ def test_a_query_waits_for_pending_writes():
     assert result_bodies(messages) == ["just now"] and answer["type"] == "result"
 
 
-def test_full_queue_delivers_without_archiving():
-    """When the write queue is full a message is still delivered, without a
-    stanza-id, and counted as dropped."""
+def test_a_queue_over_its_limit_still_archives_every_message():
+    """Past the queue's limit nothing is dropped: every message is delivered with
+    its stanza-id and every row is written (the senders are slowed instead)."""
     w, a, b = setup()
     archive = next(f for f in _features(w) if isinstance(f, mam.ArchiveQueue))
     archive.limit = 2
     for i in range(3):
         say(w, a, "bob@example.test", f"m{i}")
-    assert len(b.sent) == 3 and archive.dropped == 4
-    assert stanza_ids(b.sent[0]) and not stanza_ids(b.sent[1]) and not stanza_ids(b.sent[2])
+    assert len(b.sent) == 3 and all(stanza_ids(m) for m in b.sent)
+    w.clock.advance(mam.FLUSH_DELAY)
+    assert archived(w, "bob@example.test") == ["m0", "m1", "m2"]
 
 
 def test_failed_write_is_logged_and_the_server_goes_on():
@@ -456,3 +457,13 @@ def test_datetime_parsing_and_stamps():
     assert mam.stamp(int(NOW) * 1_000_000 + 7) == "2023-11-14T22:13:20.000007Z"
     with pytest.raises(ValueError):
         mam.parse_datetime("2023-13-14T22:13:20Z")
+
+
+def test_a_hurried_queue_writes_without_its_batching_delay():
+    """"storage/hurry" (a client waits for an ack) has the queued rows written at
+    the next turn of the reactor instead of FLUSH_DELAY later."""
+    w, a, b = setup()
+    say(w, a, "bob@example.test", "now")
+    w.hooks.fire("storage/hurry")
+    w.clock.advance(0)
+    assert w.storage.archive.batches == [2]

@@ -7,7 +7,7 @@ reason it is not production code.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from fedxmpp.storage import (
     AccountExists,
@@ -175,6 +175,26 @@ class MemoryOfflineStore:
 
     async def count(self, user: str, domain: str) -> int:
         return len(self.messages.get((user, domain), []))
+
+
+class MemoryPendingStore:
+    """An in-memory PendingStore (stanzas of hibernating sessions); ``gate``, when
+    set, is a Deferred that every write waits for (a slow disk)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.gate: Any = None
+
+    async def add(self, rows: Sequence[Any]) -> None:
+        if self.gate is not None:
+            await self.gate
+        self.rows.extend(rows)
+
+    async def remove(self, resume_id: str) -> None:
+        self.rows = [r for r in self.rows if r.resume_id != resume_id]
+
+    async def all(self) -> list[Any]:
+        return list(self.rows)
 
 
 class MemoryKeyValStore:
@@ -375,6 +395,7 @@ class MemoryStorage:
         self.keyval = MemoryKeyValStore(self.accounts)
         self.archive = MemoryArchiveStore(self.accounts)
         self.pubsub = MemoryPubsubStore(self.accounts)
+        self.sm_pending = MemoryPendingStore()
 
     def close(self) -> None:
         pass

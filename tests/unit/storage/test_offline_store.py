@@ -97,3 +97,20 @@ async def test_store_for_missing_account_raises(storage):
     """No offline messages can be kept for an account that does not exist."""
     with pytest.raises(NoSuchAccount):
         await storage.offline.store("ghost", D, "<m/>", 10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stores_arriving_together_share_transactions(storage):
+    """Stores made while one is being written are committed together (group commit),
+    each with its own outcome: stored, refused by the quota, or NoSuchAccount."""
+    await storage.accounts.create("alice", D, "pw")
+    calls = [storage.offline.store("alice", D, f"<message id='{n}'/>", 150) for n in range(200)]
+    calls.append(storage.offline.store("nobody", D, "<message/>", 10))
+    outcomes = [Deferred.fromCoroutine(c).addErrback(lambda f: f.value) for c in calls]
+    results = await gatherResults(outcomes)
+    assert results[:150] == [True] * 150 and results[150:200] == [False] * 50
+    assert isinstance(results[200], NoSuchAccount)
+    stored = await storage.offline.read("alice", D, 0, 1000)
+    assert [text for _, text in stored] == [f"<message id='{n}'/>" for n in range(150)]
+    group = storage.offline._stores
+    assert group.calls == 201 and group.transactions < 20
