@@ -26,19 +26,24 @@ from fedxmpp.component.service import ComponentFactory, Components
 from fedxmpp.config import Config, check_certificates_dir, with_backlog
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.http.listener import HttpService, tls_factory
 from fedxmpp.im import service as im_service
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
+from fedxmpp.proxy65.service import Proxy65
 from fedxmpp.router import Router
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
 from fedxmpp.tls import CertificateStore
+from fedxmpp.upload.service import Upload, load_key
 from fedxmpp.xml.errors import StreamError
 
 log = Logger()
 
 # Seconds that shutdown waits for clients to read their closing stream error.
 SHUTDOWN_GRACE = 3.0
+# Seconds that shutdown waits for clients' stanzas to settle before their last ack.
+SETTLE_GRACE = 2.0
 
 
 class FedXmpp(MultiService):
@@ -61,6 +66,12 @@ class FedXmpp(MultiService):
             feature.register(self.hooks, self.features)
         check_certificates_dir(config)
         _make_private_dir(config)
+        # The HTTP listener and XEP-0363 upload on it, when configured.
+        self.http = HttpService(config.http)
+        self.upload = (Upload(config.upload, self.http, self.router, self.hooks, reactor, _upload_key(config))
+                       if config.upload.domain else None)
+        if self.upload is not None:
+            self.features.disco.item_providers.append(self.upload.disco_items)
         # Components' domains too: a gateway federates under its own name.
         self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
                                              self_signed=config.tls.self_signed,
@@ -80,6 +91,10 @@ class FedXmpp(MultiService):
                                      user_route=self.im.outbound.route)
         self.features.disco.item_providers.append(self.components.disco_items)
         self.component_factory = ComponentFactory(self.components)
+        # XEP-0065 SOCKS5 bytestreams proxy at a domain of its own, when configured.
+        self.proxy65 = Proxy65(config.proxy65, self.router, reactor) if config.proxy65.domain else None
+        if self.proxy65 is not None:
+            self.features.disco.item_providers.append(self.proxy65.disco_items)
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
@@ -128,6 +143,31 @@ class FedXmpp(MultiService):
                 raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
             log.info("Listening for components on {address}", address=port.getHost())
+        for description in self.config.proxy65.listen if self.proxy65 is not None else ():
+            try:
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(
+                    self.proxy65.factory())
+            except CannotListenError as e:
+                raise StartupError(f"{self.config.source}: proxy65.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("SOCKS5 bytestreams proxy on {address}", address=port.getHost())
+        if self.upload is not None:
+            try:
+                self.upload.start()
+            except OSError as e:
+                raise StartupError(f"{self.config.source}: upload.storage_dir: cannot use "
+                                   f"{str(self.config.upload.storage_dir)!r}: {e.strerror}") from None
+        site = self.http.site()
+        for key, factory in (("listen", site), ("tls_listen", tls_factory(site, self.certificates)
+                                                              if self.config.http.tls_listen else None)):
+            for description in getattr(self.config.http, key):
+                try:
+                    port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(factory)
+                except CannotListenError as e:
+                    raise StartupError(f"{self.config.source}: http.{key}: cannot listen on {description!r}: {e.socketError}") from None
+                self.ports.append(port)
+                log.info("Listening for HTTP ({kind}) on {address}", kind="TLS" if key == "tls_listen" else "plain",
+                         address=port.getHost())
         try:
             await self.s2s.listen()
         except ListenError as e:
@@ -151,6 +191,10 @@ class FedXmpp(MultiService):
         self.ports.clear()
         await self.s2s.stop_listening()
         self.s2s.shutdown()
+        if self.proxy65 is not None:
+            self.proxy65.shutdown()
+        if self.upload is not None:
+            self.upload.stop()
         # Sessions waiting to be resumed end now, while storage can take what they hold.
         self.c2s.sm.shutdown()
         factories = (self.c2s_factory, self.component_factory)
@@ -159,7 +203,7 @@ class FedXmpp(MultiService):
         # <a h/> each stream-managed client gets covers all it sent.
         for stream in streams:
             stream.hold_reading(True)
-        await self.hooks.gather("storage/flush")
+        await self._settle_sessions()
         for stream in streams:
             stream.fail(StreamError("system-shutdown", "The server is shutting down"))
         waited = 0.0
@@ -176,6 +220,20 @@ class FedXmpp(MultiService):
         if self.storage is not None:
             self.storage.close()
             self.storage = None
+
+    async def _settle_sessions(self) -> None:
+        """Commit what is queued, and give stanzas still on their way through a
+        chain that waits (a blocklist or archive preferences being read) a
+        bounded moment to settle too."""
+        waited = 0.0
+        while True:
+            await self.hooks.gather("storage/flush")
+            settling = any(getattr(s, "settlement", None) is not None and s.settlement.pending
+                           for s in self.sessions.all())
+            if not settling or waited >= SETTLE_GRACE:
+                return
+            await _sleep(self.reactor, 0.01)
+            waited += 0.01
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
@@ -204,6 +262,15 @@ def _make_private_dir(config: Config) -> None:
         config.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise StartupError(f"{config.source}: server.data_dir: cannot create {str(config.server.data_dir)!r}: "
+                           f"{e.strerror}") from None
+
+
+def _upload_key(config: Config) -> bytes:
+    path = config.server.data_dir / "upload.key"
+    try:
+        return load_key(path)
+    except OSError as e:
+        raise StartupError(f"{config.source}: server.data_dir: cannot read or create {str(path)!r}: "
                            f"{e.strerror}") from None
 
 

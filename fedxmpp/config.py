@@ -272,6 +272,90 @@ class PepConfig:
     max_item_size: int = 262144
 
 
+EXTERNAL_SERVICE_TYPES = ("stun", "stuns", "turn", "turns")
+EXTERNAL_SERVICE_TRANSPORTS = ("udp", "tcp")
+
+
+@dataclass(frozen=True)
+class ExternalServiceConfig:
+    """One STUN or TURN server, an entry of ``[[external_services.service]]``."""
+
+    type: str = ""
+    host: str = ""
+    # 0 = the type's standard port (3478 for stun/turn, 5349 for stuns/turns).
+    port: int = 0
+    transport: str = "udp"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalServicesConfig:
+    """XEP-0215 external service discovery: STUN/TURN servers for the users' calls."""
+
+    # The TURN server's shared secret (coturn: use-auth-secret, static-auth-secret);
+    # exactly one of the two when a turn/turns service is listed.  Never printed.
+    secret: str = field(default="", repr=False)
+    secret_file: Path = Path()
+    # Seconds TURN credentials stay valid after they are handed out.
+    credential_lifetime: int = 86400
+    service: tuple[ExternalServiceConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class Proxy65Config:
+    """XEP-0065 SOCKS5 bytestreams proxy at a domain of its own (off while domain is empty)."""
+
+    domain: str = ""
+    # Listeners for the SOCKS5 connections (Twisted endpoint strings).
+    listen: tuple[str, ...] = ()
+    # Where clients connect, as told in the streamhost answer.  Empty: the domain;
+    # 0: the port of the first listen entry.
+    host: str = ""
+    port: int = 0
+    # Bytes per second relayed per stream and direction (0 = not limited).
+    rate: int = 10 * 1024 * 1024
+    # SOCKS5 connections open at once, waiting or relaying (two per stream).
+    max_connections: int = 200
+    # Streams one user (bare JID) may have activated at once.
+    max_streams_per_user: int = 10
+    # Seconds a connection may wait for its peer and the activation.
+    pending_timeout: float = 60.0
+    # Seconds without a byte either way after which a stream is closed.
+    idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The one HTTP listener (HTTP upload; later BOSH and WebSocket)."""
+
+    # Plain HTTP listeners (behind a TLS reverse proxy, or for tests); none by default.
+    listen: tuple[str, ...] = ()
+    # HTTPS listeners with the hosted domains' certificates (SNI).
+    tls_listen: tuple[str, ...] = ()
+    # How clients reach the listener, e.g. "https://example.com:5281" (in announced URLs).
+    public_url: str = ""
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """XEP-0363 HTTP upload at a domain of its own (off while domain is empty)."""
+
+    domain: str = ""
+    # The largest file, in bytes (announced in disco#info).
+    max_size: int = 104857600
+    # Where files are kept.  Empty means "<data_dir>/upload", filled in by load().
+    storage_dir: Path = Path()
+    # Bytes one user's files may take together, and all files together (0 = no limit).
+    user_quota: int = 1024 * 1024 * 1024
+    total_quota: int = 0
+    # Days a file is kept (0 = for ever); older ones are removed every hour.
+    expire_days: int = 30
+    # Seconds a slot may be used for its upload after it was handed out.
+    slot_lifetime: int = 300
+
+
 @dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
@@ -288,6 +372,10 @@ class Config:
     s2s: S2SConfig = field(default_factory=S2SConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     pep: PepConfig = field(default_factory=PepConfig)
+    external_services: ExternalServicesConfig = field(default_factory=ExternalServicesConfig)
+    proxy65: Proxy65Config = field(default_factory=Proxy65Config)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -312,6 +400,10 @@ _SECTIONS: dict[str, type] = {
     "s2s": S2SConfig,
     "archive": ArchiveConfig,
     "pep": PepConfig,
+    "external_services": ExternalServicesConfig,
+    "proxy65": Proxy65Config,
+    "http": HttpConfig,
+    "upload": UploadConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -319,6 +411,7 @@ _SECTIONS: dict[str, type] = {
 _TABLES: dict[str, type] = {
     "PrivilegesConfig": PrivilegesConfig,
     "ComponentConfig": ComponentConfig,
+    "ExternalServiceConfig": ExternalServiceConfig,
 }
 
 
@@ -388,7 +481,7 @@ def _resolve(source: str, section: str, obj: Any) -> Any:
     for f in fields(obj):
         if f.name == "ca_file" and getattr(obj, f.name) != Path():
             _check_ca_file(f"{source}: {section}.{f.name}", getattr(obj, f.name))
-    if isinstance(obj, ComponentConfig) and obj.secret_file != Path():
+    if isinstance(obj, (ComponentConfig, ExternalServicesConfig)) and obj.secret_file != Path():
         where = f"{source}: {section}.secret_file"
         try:
             secret = obj.secret_file.read_text(encoding="utf-8").strip()
@@ -437,6 +530,18 @@ def _check_across(cfg: Config) -> None:
         if component.domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: components.component[{i}].domain: {component.domain!r} is a hosted "
                               "domain (server.domains); a component needs a domain of its own")
+    upload = cfg.upload.domain
+    if upload:
+        if upload in cfg.server.domains or cfg.components.get(upload) is not None or upload == cfg.proxy65.domain:
+            raise ConfigError(f"{cfg.source}: upload.domain: {upload!r} is already a hosted, a component's or the "
+                              "proxy's domain; upload needs a domain of its own")
+        if not cfg.http.public_url or not (cfg.http.listen or cfg.http.tls_listen):
+            raise ConfigError(f"{cfg.source}: upload.domain: needs the HTTP listener ([http] listen or tls_listen, "
+                              "and public_url)")
+    proxy = cfg.proxy65.domain
+    if proxy and (proxy in cfg.server.domains or cfg.components.get(proxy) is not None):
+        raise ConfigError(f"{cfg.source}: proxy65.domain: {proxy!r} is already a hosted or a component's domain; "
+                          "the proxy needs a domain of its own")
     for domain in cfg.s2s.routes:
         if domain in cfg.server.domains:
             raise ConfigError(f"{cfg.source}: s2s.routes.{_toml_key(domain)}: {domain!r} is a hosted domain "
@@ -623,6 +728,55 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("max_items", "must be between 1 and 100000")
         if not 1024 <= obj.max_item_size <= 64 * 1024 * 1024:
             raise bad("max_item_size", "must be between 1024 and 67108864 bytes")
+    elif isinstance(obj, ExternalServiceConfig):
+        if obj.type not in EXTERNAL_SERVICE_TYPES:
+            raise bad("type", f"must be one of {', '.join(map(repr, EXTERNAL_SERVICE_TYPES))}, got {obj.type!r}")
+        if not obj.host:
+            raise bad("host", "is required: the STUN/TURN server's host name or IP address")
+        if not 0 <= obj.port <= 65535:
+            raise bad("port", "must be between 1 and 65535 (0 = the standard port of the type)")
+        if obj.transport not in EXTERNAL_SERVICE_TRANSPORTS:
+            raise bad("transport", f"must be one of {', '.join(map(repr, EXTERNAL_SERVICE_TRANSPORTS))}, "
+                                   f"got {obj.transport!r}")
+    elif isinstance(obj, ExternalServicesConfig):
+        if obj.secret and obj.secret_file != Path():
+            raise bad("secret", "give secret or secret_file, not both")
+        if not obj.secret and obj.secret_file == Path() and any(s.type.startswith("turn") for s in obj.service):
+            raise bad("secret", "is required (or secret_file) for the TURN services: the TURN server's "
+                                "static-auth-secret")
+        if not 5 <= obj.credential_lifetime <= 30 * 86400:
+            raise bad("credential_lifetime", "must be between 5 and 2592000 seconds")
+    elif isinstance(obj, Proxy65Config):
+        _validate_proxy65(obj, bad)
+    elif isinstance(obj, HttpConfig):
+        for key in ("listen", "tls_listen"):
+            _check_endpoints(bad, key, getattr(obj, key), "tcp:5280")
+        if obj.public_url:
+            scheme, _, rest = obj.public_url.partition("://")
+            if scheme not in ("http", "https") or not rest or any(c in rest for c in "?#") or " " in rest:
+                raise bad("public_url", f"{obj.public_url!r} must be an http:// or https:// URL without query")
+        for text in obj.trusted_proxies:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise bad("trusted_proxies", f"{text!r} is not an IP address or network") from None
+    elif isinstance(obj, UploadConfig):
+        if obj.domain:
+            try:
+                canon = prep_domain(obj.domain)
+            except InvalidJID as e:
+                raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
+            if canon != obj.domain:
+                raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+        if not 1 <= obj.max_size <= 1024 ** 4:
+            raise bad("max_size", "must be between 1 and 1099511627776 bytes")
+        for key in ("user_quota", "total_quota"):
+            if not 0 <= getattr(obj, key) <= 1024 ** 5:
+                raise bad(key, "must be between 0 (no limit) and 1125899906842624 bytes")
+        if not 0 <= obj.expire_days <= 36_500:
+            raise bad("expire_days", "must be between 0 (keep for ever) and 36500")
+        if not 10 <= obj.slot_lifetime <= 86_400:
+            raise bad("slot_lifetime", "must be between 10 and 86400 seconds")
     elif isinstance(obj, RegistrationConfig):
         if not 1 <= obj.max_per_ip <= 10_000:
             raise bad("max_per_ip", "must be between 1 and 10000 (turn registration off with enabled = false)")
@@ -704,6 +858,44 @@ def with_backlog(description: str, backlog: int) -> str:
     return f"{description}:backlog={backlog}"
 
 
+def _validate_proxy65(obj: Proxy65Config, bad: Any) -> None:
+    if not obj.domain:
+        if obj.listen:
+            raise bad("domain", "is required with listen: the domain the proxy serves")
+        return
+    try:
+        canon = prep_domain(obj.domain)
+    except InvalidJID as e:
+        raise bad("domain", f"{obj.domain!r} is not a valid domain ({e})") from None
+    if canon != obj.domain:
+        raise bad("domain", f"{obj.domain!r} must be written in canonical form {canon!r}")
+    if not obj.listen:
+        raise bad("listen", "must name at least one listener, e.g. ['tcp:7777'], when domain is set")
+    _check_endpoints(bad, "listen", obj.listen, "tcp:7777")
+    if not 0 <= obj.port <= 65535:
+        raise bad("port", "must be between 1 and 65535 (0 = the port of the first listen entry)")
+    if obj.port == 0 and proxy65_listen_port(obj.listen[0]) is None:
+        raise bad("port", f"must be given: it cannot be read from listen entry {obj.listen[0]!r}")
+    if not 0 <= obj.rate <= 1024 ** 3:
+        raise bad("rate", "must be between 0 (not limited) and 1073741824 bytes per second")
+    if not 2 <= obj.max_connections <= 100_000:
+        raise bad("max_connections", "must be between 2 and 100000")
+    if not 1 <= obj.max_streams_per_user <= 10_000:
+        raise bad("max_streams_per_user", "must be between 1 and 10000")
+    for key in ("pending_timeout", "idle_timeout"):
+        if not 1 <= getattr(obj, key) <= 86_400:
+            raise bad(key, "must be between 1 and 86400 seconds")
+
+
+def proxy65_listen_port(description: str) -> int | None:
+    """The port of a 'tcp:PORT...' endpoint string, else None."""
+    kind, _, rest = description.partition(":")
+    port = rest.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and port.isdigit() and 0 < int(port) < 65536:
+        return int(port)
+    return None
+
+
 def parse_route(description: str) -> tuple[bool, str, int]:
     """An ``[s2s] routes`` value: ``tcp:HOST:PORT`` (STARTTLS) or ``tls:HOST:PORT``
     (direct TLS), an IPv6 HOST in brackets; (direct_tls, host, port).  Raises ValueError."""
@@ -761,7 +953,14 @@ def _derive(cfg: Config) -> Config:
         storage = dataclasses.replace(storage, url=f"sqlite:///{data_dir / 'fedxmpp.sqlite3'}")
     if tls.certificates == Path():
         tls = dataclasses.replace(tls, certificates=data_dir / "certs")
-    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls)
+    proxy65 = cfg.proxy65
+    if proxy65.domain:
+        proxy65 = dataclasses.replace(proxy65, host=proxy65.host or proxy65.domain,
+                                      port=proxy65.port or proxy65_listen_port(proxy65.listen[0]) or 0)
+    upload = cfg.upload
+    if upload.storage_dir == Path():
+        upload = dataclasses.replace(upload, storage_dir=data_dir / "upload")
+    return dataclasses.replace(cfg, server=server, storage=storage, tls=tls, proxy65=proxy65, upload=upload)
 
 
 # sun_path holds 108 bytes on Linux, 104 on the BSDs and macOS, with a final NUL.

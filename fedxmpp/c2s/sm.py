@@ -358,6 +358,8 @@ class ManagedSession:
         #: Stanzas whose sender wants to know whether they were acknowledged
         #: (offline messages, which stay stored until then); see send_tracked.
         self._receipts: dict[domish.Element, Deferred[bool]] = {}
+        #: The session's stanzas counted before stream management was enabled.
+        self._counted_before = session.settlement.received
         self._watchers: list[Deferred[None]] = []
 
     # -- stanzas ------------------------------------------------------------------------------
@@ -376,6 +378,8 @@ class ManagedSession:
             return None
         if self.hibernating:
             self.unwritten += 1
+            if stanza in self._receipts:
+                return None  # a stored offline message being delivered: still stored there
             self.stored = True
             return self.manager.keep(self, [stanza])
         if self.session.stream.closed:
@@ -443,7 +447,9 @@ class ManagedSession:
         if self.hibernating:
             return
         settlement = self.session.settlement
-        h = (self.h_in - settlement.pending) & MASK
+        # Stanzas from before <enable/> are not in h: never count below zero.
+        unsettled = min(settlement.pending, settlement.received - self._counted_before)
+        h = (self.h_in - unsettled) & MASK
         self.session.stream.write(f"<a xmlns='{NS}' h='{h}'/>")
 
     def ack_received(self, element: domish.Element) -> None:

@@ -8,6 +8,7 @@ from fedxmpp.features import (
     caps,
     carbons,
     disco,
+    extdisco,
     last,
     mam,
     pep,
@@ -19,4 +20,5 @@ from fedxmpp.features import (
     version,
 )
 
-ENABLED = (ping, disco, caps, version, time, last, vcard, private, blocking, register, carbons, mam, pep)
+ENABLED = (ping, disco, caps, version, time, last, vcard, private, blocking, register, carbons, mam, pep,
+           extdisco)

@@ -69,6 +69,8 @@ def _delete_txn(txn: Transaction, user: str, domain: str, ids: list[int]) -> int
                     (domain, user, *chunk))
         deleted += max(txn.rowcount, 0)
     return deleted
+
+
 def _store_many_txn(txn: Transaction,
                     calls: Sequence[tuple[str, str, str, int, int]]) -> list[bool | NoSuchAccount]:
     """:func:`_store_txn` for each call, in one transaction; a missing account is

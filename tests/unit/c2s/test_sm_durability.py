@@ -165,3 +165,37 @@ def test_a_client_whose_stanzas_wait_for_storage_is_not_read(monkeypatch):
     gate.callback(None)
     assert a.transport.producerState == "producing"
     assert w.offline_bodies("bob") == [f"m{n}" for n in range(5)]
+
+
+def test_the_final_ack_never_counts_below_zero():
+    """A stanza still unsettled from before <enable/> does not make the last
+    <a h/> (sent as the server closes the stream) wrap round to 2**32 - 1: it
+    counts what stream management counted and was settled, here 0."""
+    from fedxmpp.xml.errors import StreamError
+
+    w = World()
+    slow_offline(w)
+    a = w.online("alice", "phone", sm=False)
+    chat(a, B, "before enable")
+    a.enable()
+    w.session(a).close(StreamError("system-shutdown"))
+    assert acks(a) == ["0"]
+
+
+def test_a_tracked_stanza_sent_while_hibernating_is_not_stored_twice():
+    """An offline message being delivered (send_tracked) is still in offline
+    storage: queued for a hibernating session it is not copied into sm_pending,
+    where recovery after a crash would store it a second time."""
+    from xml.etree import ElementTree
+
+    from fedxmpp.features._shared import element_from_bytes
+
+    w = World()
+    w.sm.store = w.storage.sm_pending
+    bob = w.online("bob", "desk")
+    bob.drop()
+    before = len(w.storage.sm_pending.rows)
+    stored = element_from_bytes(ElementTree.tostring(ElementTree.fromstring(
+        "<message xmlns='jabber:client' to='bob@example.test/desk' type='chat'><body>stored</body></message>")))
+    w.session(bob).sm.send_tracked(stored)
+    assert len(w.storage.sm_pending.rows) == before
