@@ -125,6 +125,9 @@ def test_bad_shaper_or_stall_setting_is_one_line(tmp_path, text, key, words):
     ("[s2s]\ndirect_tls = ['unix:/tmp/s2s.sock:mode=rw']\n", "s2s.direct_tls", "not valid"),
     ("[components]\nlisten = ['tcp:5347:backlog=many']\n", "components.listen", "not valid"),
     ("[c2s]\nlisten = ['ssl:5222:privateKey=missing.pem']\n", "c2s.listen", "cannot be read"),
+    ("[http]\nlisten = ['tcp:5280:interfce=127.0.0.1']\n", "http.listen", "unknown option 'interfce'"),
+    ("[proxy65]\ndomain = 'proxy.example.test'\nlisten = ['tpc:7777']\n", "proxy65.listen",
+     "unknown endpoint type 'tpc'"),
 ])
 def test_listener_endpoint_typos_are_one_line(tmp_path, text, key, words):
     """Endpoint strings are parsed at load as Twisted parses them when listening, so a
