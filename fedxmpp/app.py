@@ -17,11 +17,13 @@ from twisted.logger import Logger
 
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
+from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
+from fedxmpp.c2s.throttle import AuthThrottle
 from fedxmpp.component.service import ComponentFactory, Components
-from fedxmpp.config import Config
+from fedxmpp.config import Config, check_certificates_dir, with_backlog
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.http.listener import HttpService, tls_factory
@@ -63,6 +65,7 @@ class FedXmpp(MultiService):
         self.im = im_service.install(self.features)
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
+        check_certificates_dir(config)
         _make_private_dir(config)
         # The HTTP listener and XEP-0363 upload on it, when configured.
         self.http = HttpService(config.http)
@@ -80,7 +83,7 @@ class FedXmpp(MultiService):
         # Client stanzas pass the user's own server (pre- events) on their way to the router.
         self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.im.outbound,
                               hooks=self.hooks, sessions=self.sessions, accounts=None,
-                              certificates=self.certificates, clock=reactor)
+                              certificates=self.certificates, clock=reactor, auth_throttle=AuthThrottle(reactor))
         # XEP-0198 stream management and XEP-0352 client state indication.
         self.c2s.sm = StreamManagement(self.c2s)
         ClientStateIndication(self.c2s)
@@ -102,6 +105,7 @@ class FedXmpp(MultiService):
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
+        self.session_clock = SessionClock(self)
         self.ports: list[Any] = []
         self.ready: defer.Deferred[None] = defer.Deferred()
 
@@ -121,18 +125,19 @@ class FedXmpp(MultiService):
         if self.muc is not None:
             await self.muc.load(self.storage.muc)
         try:
-            self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self.features))
+            self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self))
         except admin_server.AdminSocketInUse as e:
             raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
         # What hibernating sessions held when the server last died goes to offline
         # storage or back to its senders, before anyone can log in.
         self.c2s.sm.store = self.storage.sm_pending
         await self.c2s.sm.recover()
+        backlog = self.config.server.listen_backlog
         for key, factory in (("listen", self.c2s_factory),
                              ("direct_tls", direct_tls_factory(self.c2s_factory, self.certificates))):
             for description in getattr(self.config.c2s, key):
                 try:
-                    port = await serverFromString(self.reactor, description).listen(factory)
+                    port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(factory)
                 except CannotListenError as e:
                     raise StartupError(f"{self.config.source}: c2s.{key}: cannot listen on {description!r}: {e.socketError}") from None
                 self.ports.append(port)
@@ -141,14 +146,16 @@ class FedXmpp(MultiService):
         # Only with components configured: nothing else could authenticate there.
         for description in self.config.components.listen if self.config.components.component else ():
             try:
-                port = await serverFromString(self.reactor, description).listen(self.component_factory)
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(
+                    self.component_factory)
             except CannotListenError as e:
                 raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
             log.info("Listening for components on {address}", address=port.getHost())
         for description in self.config.proxy65.listen if self.proxy65 is not None else ():
             try:
-                port = await serverFromString(self.reactor, description).listen(self.proxy65.factory())
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(
+                    self.proxy65.factory())
             except CannotListenError as e:
                 raise StartupError(f"{self.config.source}: proxy65.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
@@ -164,7 +171,7 @@ class FedXmpp(MultiService):
                                                               if self.config.http.tls_listen else None)):
             for description in getattr(self.config.http, key):
                 try:
-                    port = await serverFromString(self.reactor, description).listen(factory)
+                    port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(factory)
                 except CannotListenError as e:
                     raise StartupError(f"{self.config.source}: http.{key}: cannot listen on {description!r}: {e.socketError}") from None
                 self.ports.append(port)
@@ -175,6 +182,8 @@ class FedXmpp(MultiService):
         except ListenError as e:
             raise StartupError(f"{self.config.source}: {e}") from None
         log.info("fedxmpp serving {domains}", domains=", ".join(self.config.server.domains))
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            log.warn("fedxmpp runs as root: run it as an unprivileged user (etc/fedxmpp.service shows how)")
 
     def _failed_to_start(self, failure: Any) -> None:
         if failure.check(StartupError):

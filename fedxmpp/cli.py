@@ -10,6 +10,8 @@ echoed, printed or logged.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import multiprocessing
 import os
 import signal
@@ -24,10 +26,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, NoReturn, Sequence, TypeVar
 
 from fedxmpp.admin import client as admin_client
-from fedxmpp.admin.commands import BadRequest, RemoveAccount, UnknownAccount
-from fedxmpp.config import Config, ConfigError, load
+from fedxmpp.admin.commands import (
+    BadRequest, Connected, Kick, Reload, ReloadFailed, RemoveAccount, Status, UnknownAccount,
+)
+from fedxmpp.config import Config, ConfigError, check_certificates_dir, load
 from fedxmpp.storage import AccountStore, open_storage
-from fedxmpp.storage.credentials import CredentialSet, InvalidPassword, derive_all, prepare_password
+from fedxmpp.storage.credentials import (
+    CredentialSet, InvalidPassword, check_password_length, derive_all, prepare_password,
+)
 from fedxmpp.storage.errors import AccountError, StorageError
 from fedxmpp.xml.jid import JID, InvalidJID, prep_domain
 
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         return int(args.command(cfg, args))
+    except _UsageError as e:
+        return _fail(f"{e} (try '{PROG} --help')", EXIT_USAGE)
     except (ConfigError, CommandError, StorageError, AccountError, InvalidPassword) as e:
         return _fail(str(e), EXIT_ERROR)
     except KeyboardInterrupt:
@@ -79,9 +87,13 @@ def _fail(message: str, status: int) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="fedxmpp administration: accounts and certificates.")
+    import fedxmpp
+
+    parser = _Parser(prog=PROG, description="fedxmpp administration: accounts, certificates and the "
+                                            "running server.")
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: built-in defaults)")
+    parser.add_argument("--version", action="version", version=f"{PROG} {fedxmpp.__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, func: Callable[[Config, argparse.Namespace], int],
@@ -91,7 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
         return sub
 
     def password_options(sub: argparse.ArgumentParser) -> None:
-        group = sub.add_mutually_exclusive_group(required=True)
+        # Neither: asked for twice, unechoed, when standard input is a terminal.
+        group = sub.add_mutually_exclusive_group()
         group.add_argument("--password", metavar="PW",
                            help="the password (visible to other local users in the process list)")
         group.add_argument("--password-stdin", action="store_true",
@@ -124,6 +137,16 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--nameserver", metavar="ADDRESS[:PORT]", action="append",
                      help="DNS server to ask, may be repeated (default: s2s.nameservers, else the system's)")
 
+    command("status", cmd_status, "show the running server's version, uptime and sessions by kind")
+    command("connected", cmd_connected, "list the running server's client sessions, one per line: "
+            "full JID, address, since, TLS, stream management")
+    sub = command("kick", cmd_kick, "end the sessions of JID (a bare JID: all of them) on the running "
+                  "server with a <policy-violation/> stream error")
+    sub.add_argument("jid", metavar="JID")
+    sub.add_argument("--reason", metavar="TEXT", help="the text sent with the stream error")
+    command("reload", cmd_reload, "make the running server read its configuration and certificates again "
+            "(as SIGHUP does); settings that need a restart are named and kept")
+
     cert = commands.add_parser("cert", help="TLS certificates", description="TLS certificates")
     cert_commands = cert.add_subparsers(title="cert commands", metavar="COMMAND", required=True)
     sub = cert_commands.add_parser("generate", help="write a self-signed certificate for DOMAIN",
@@ -139,6 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def cmd_adduser(cfg: Config, args: argparse.Namespace) -> int:
     user, domain = _account(args.jid, cfg, hosted=True)
     password = _password(args)
+    check_password_length(password, cfg.auth.min_password_length)
     prepare_password(password)  # reject before opening anything
     _with_accounts(cfg, lambda accounts: accounts.create(user, domain, password))
     print(f"added {user}@{domain}")
@@ -168,6 +192,71 @@ def cmd_deluser(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    answer = _ask_server(cfg, Status)
+    print(f"{PROG} {answer['version']}, up {_duration(answer['uptime'])}")
+    print(f"c2s sessions: {answer['c2s']} bound, {answer['hibernating']} hibernating (stream management)")
+    print(f"s2s streams: {answer['s2s_in']} incoming, {answer['s2s_out']} outgoing")
+    print(f"components: {answer['components']} connected")
+    return 0
+
+
+def cmd_connected(cfg: Config, args: argparse.Namespace) -> int:
+    start = 0
+    while start >= 0:
+        answer = _ask_server(cfg, Connected, start=start)
+        for session in json.loads(answer["sessions"]):
+            since = datetime.datetime.fromtimestamp(session["since"], datetime.timezone.utc)
+            print(f"{session['jid']} {session['address']} since={since.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                  f"tls={session['tls']} sm={session['sm']}")
+        start = answer["next"]
+    return 0
+
+
+def cmd_kick(cfg: Config, args: argparse.Namespace) -> int:
+    arguments = {"jid": args.jid} if args.reason is None else {"jid": args.jid, "reason": args.reason}
+    answer = _ask_server(cfg, Kick, **arguments)
+    if not answer["sessions"]:
+        raise CommandError(f"{args.jid} has no session on the running server")
+    print(f"ended {answer['sessions']} session(s) of {args.jid}")
+    return 0
+
+
+def cmd_reload(cfg: Config, args: argparse.Namespace) -> int:
+    answer = _ask_server(cfg, Reload)
+    applied = f"; applied {answer['applied']}" if answer["applied"] else ""
+    if answer["refused"]:
+        raise CommandError(f"reloaded the certificates{applied}; not applied, changing them needs a restart: "
+                           f"{answer['refused']}")
+    print(f"reloaded the certificates{applied}")
+    return 0
+
+
+def _ask_server(cfg: Config, command: type, **arguments: Any) -> dict[str, Any]:
+    """The running server's answer to *command*; a one-line CommandError when it
+    is not running or refuses."""
+
+    async def work(reactor: Any) -> dict[str, Any]:
+        return await admin_client.call(reactor, cfg.server.admin_socket, command, **arguments)
+
+    try:
+        return run_async(work)
+    except admin_client.ServerNotRunning:
+        raise CommandError(f"the server is not running (nothing listens on {str(cfg.server.admin_socket)!r}, "
+                           f"server.admin_socket in {cfg.source})") from None
+    except (BadRequest, UnknownAccount, ReloadFailed, admin_client.AdminSocketError) as e:
+        raise CommandError(_text(e)) from None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{hours}h {minutes:02d}m {seconds:02d}s"
+    return f"{days}d {text}" if days else text
+
+
 def _text(error: Exception) -> str:
     """An AMP error's description (bytes on the wire) as text."""
     arg = error.args[0] if error.args else ""
@@ -177,6 +266,7 @@ def _text(error: Exception) -> str:
 def cmd_passwd(cfg: Config, args: argparse.Namespace) -> int:
     user, domain = _account(args.jid, cfg, hosted=False)
     password = _password(args)
+    check_password_length(password, cfg.auth.min_password_length)
     prepare_password(password)
     _with_accounts(cfg, lambda accounts: accounts.set_password(user, domain, password))
     print(f"changed the password of {user}@{domain}")
@@ -223,6 +313,7 @@ def cmd_cert_generate(cfg: Config, args: argparse.Namespace) -> int:
     from fedxmpp.tls import generate_self_signed
 
     domain = _domain(args.domain)
+    check_certificates_dir(cfg)
     try:
         cert, key = generate_self_signed(domain, cfg.tls.certificates)
     except OSError as e:
@@ -401,12 +492,29 @@ def _domain(text: str) -> str:
 
 
 def _password(args: argparse.Namespace) -> str:
-    if not args.password_stdin:
+    if args.password is not None:
         return str(args.password)
+    if not args.password_stdin:
+        if not sys.stdin.isatty():
+            raise _UsageError("give --password or --password-stdin (standard input is not a terminal "
+                              "to ask on)")
+        return _ask_password()
     line = sys.stdin.readline()
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
         raise CommandError("no password on standard input")
+    return password
+
+
+def _ask_password() -> str:
+    """The password typed twice on the terminal, not echoed."""
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if not password:
+        raise CommandError("no password given")
+    if getpass.getpass("Again: ") != password:
+        raise CommandError("the two passwords differ")
     return password
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -36,6 +37,9 @@ class ServerConfig:
     # The local admin socket (UNIX, mode 0600) through which the fedxmpp command
     # reaches a running server.  Empty means "<data_dir>/admin.sock", filled in by load().
     admin_socket: Path = Path()
+    # The listen backlog of every TCP listener whose endpoint string sets none
+    # (the kernel caps it at net.core.somaxconn).
+    listen_backlog: int = 511
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,15 @@ class AuthConfig:
     # PLAIN is only ever offered over TLS; this switch removes it altogether.
     allow_plain: bool = True
     max_attempts: int = 3
+    # Characters a new password must have at least (fedxmpp adduser/passwd, XEP-0077).
+    min_password_length: int = 8
+    # Failed authentications per client address (an IPv6 address: its /64): the
+    # n-th failure within block_time is answered after failure_delay * 2^(n-1)
+    # seconds (at most 8 * failure_delay; 0 = at once); at block_after failures the
+    # address gets <temporary-auth-failure/> without a check for block_time seconds.
+    failure_delay: float = 0.5
+    block_after: int = 20
+    block_time: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -503,8 +516,11 @@ def _section(source: str, section: str, cls: type, raw: Mapping[str, Any], base:
 
 
 def _resolve(source: str, section: str, obj: Any) -> Any:
-    """Read the files that values name (a component's secret_file) now, so that an
-    unreadable one stops start-up rather than the first handshake."""
+    """Read the files that values name (a component's secret_file, a ca_file) now,
+    so that an unreadable one stops start-up rather than the first handshake."""
+    for f in fields(obj):
+        if f.name == "ca_file" and getattr(obj, f.name) != Path():
+            _check_ca_file(f"{source}: {section}.{f.name}", getattr(obj, f.name))
     if isinstance(obj, (ComponentConfig, ExternalServicesConfig)) and obj.secret_file != Path():
         where = f"{source}: {section}.secret_file"
         try:
@@ -517,6 +533,35 @@ def _resolve(source: str, section: str, obj: Any) -> Any:
             raise ConfigError(f"{where}: {str(obj.secret_file)!r} is empty")
         return dataclasses.replace(obj, secret=secret)
     return obj
+
+
+def _check_ca_file(where: str, path: Path) -> None:
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: {str(path)!r} is a directory; name a PEM file of CA certificates") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read {str(path)!r}: {e.strerror}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigError(f"{where}: {str(path)!r} holds no PEM certificate") from None
+
+
+def check_certificates_dir(cfg: Config) -> None:
+    """``tls.certificates`` must be an existing directory, unless it lies inside
+    data_dir (which the server creates, and the directory with it): a mistyped
+    path must not silently gain a generated certificate.  Raises ConfigError."""
+    directory = cfg.tls.certificates
+    where = f"{cfg.source}: tls.certificates"
+    if directory.is_dir():
+        return
+    if directory.exists():
+        raise ConfigError(f"{where}: {str(directory)!r} is not a directory")
+    if not directory.is_relative_to(cfg.server.data_dir):
+        raise ConfigError(f"{where}: the directory {str(directory)!r} does not exist")
 
 
 def _check_across(cfg: Config) -> None:
@@ -614,6 +659,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
         return ConfigError(f"{source}: {section}.{key}: {problem}")
 
     if isinstance(obj, ServerConfig):
+        if not 1 <= obj.listen_backlog <= 65535:
+            raise bad("listen_backlog", "must be between 1 and 65535")
         if not obj.domains:
             raise bad("domains", "must name at least one hosted domain")
         seen = set()
@@ -637,11 +684,17 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("scram_iterations", "must be between 4096 (RFC 7677) and 10000000")
         if not 1 <= obj.max_attempts <= 10:
             raise bad("max_attempts", "must be between 1 and 10")
+        if not 1 <= obj.min_password_length <= 128:
+            raise bad("min_password_length", "must be between 1 and 128")
+        if not 0 <= obj.failure_delay <= 60:
+            raise bad("failure_delay", "must be between 0 (answer at once) and 60 seconds")
+        if not 1 <= obj.block_after <= 1_000_000:
+            raise bad("block_after", "must be between 1 and 1000000")
+        if not 1 <= obj.block_time <= 7 * 86_400:
+            raise bad("block_time", "must be between 1 and 604800 seconds")
     elif isinstance(obj, C2SConfig):
         for key in ("listen", "direct_tls"):
-            for desc in getattr(obj, key):
-                if ":" not in desc:
-                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5222'")
+            _check_endpoints(bad, key, getattr(obj, key), "tcp:5222")
         for key in ("auth_timeout", "idle_timeout", "keepalive_interval"):
             if getattr(obj, key) < 0:
                 raise bad(key, "must not be negative")
@@ -681,9 +734,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 raise bad(f"{kind}_burst", f"must be between max_stanza_size ({obj.max_stanza_size}) "
                                            "and 1073741824 bytes")
     elif isinstance(obj, ComponentsConfig):
-        for desc in obj.listen:
-            if ":" not in desc:
-                raise bad("listen", f"{desc!r} is not a Twisted endpoint string such as 'tcp:5347'")
+        _check_endpoints(bad, "listen", obj.listen, "tcp:5347")
         for key in ("idle_timeout", "keepalive_interval"):
             if getattr(obj, key) < 0:
                 raise bad(key, "must not be negative")
@@ -752,9 +803,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
         _validate_proxy65(obj, bad)
     elif isinstance(obj, HttpConfig):
         for key in ("listen", "tls_listen"):
-            for desc in getattr(obj, key):
-                if ":" not in desc:
-                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5280'")
+            _check_endpoints(bad, key, getattr(obj, key), "tcp:5280")
         if obj.public_url:
             scheme, _, rest = obj.public_url.partition("://")
             if scheme not in ("http", "https") or not rest or any(c in rest for c in "?#") or " " in rest:
@@ -812,9 +861,7 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("period", "must be positive")
     elif isinstance(obj, S2SConfig):
         for key in ("listen", "direct_tls"):
-            for desc in getattr(obj, key):
-                if ":" not in desc:
-                    raise bad(key, f"{desc!r} is not a Twisted endpoint string such as 'tcp:5269'")
+            _check_endpoints(bad, key, getattr(obj, key), "tcp:5269")
         for text in obj.nameservers:
             try:
                 parse_nameserver(text)
@@ -841,6 +888,53 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("queue_size", "must be between 1 and 1000000")
 
 
+def _check_endpoints(bad: Any, key: str, descriptions: tuple[str, ...], example: str) -> None:
+    for description in descriptions:
+        problem = endpoint_problem(description)
+        if problem is not None:
+            raise bad(key, f"{description!r} {problem} (write e.g. {example!r})")
+
+
+def endpoint_problem(description: str) -> str | None:
+    """Why *description* is not a server endpoint string Twisted can listen on, or None.
+
+    Parsed the way ``serverFromString`` parses it at start-up, without a reactor:
+    nothing is opened.  Its exceptions are reworded for one line.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    if ":" not in description:
+        return "is not a Twisted endpoint string"
+    try:
+        endpoint = serverFromString(None, description)
+    except TypeError as e:
+        unknown = re.search(r"unexpected keyword argument '([^']*)'", str(e))
+        if unknown:
+            return f"has an unknown option {unknown.group(1)!r}"
+        return f"has misplaced or repeated arguments ({e})"
+    except ValueError as e:
+        if str(e).startswith("Unknown endpoint type"):
+            return f"names an unknown endpoint type {description.split(':', 1)[0]!r}"
+        return f"has a value that is not valid ({e})"
+    except OSError as e:
+        return f"names a file that cannot be read ({e.strerror})"
+    except Exception as e:  # a plugin's parser may raise anything
+        return f"cannot be parsed ({type(e).__name__}: {e})"
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        return "has a port outside 0 to 65535"
+    return None
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """*description* with ``backlog=BACKLOG`` added when it is a TCP endpoint that
+    sets none (Twisted's default, 50, drops bursts of connections)."""
+    kind = description.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6") or re.search(r"(?<!\\):backlog=", description):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 def _validate_proxy65(obj: Proxy65Config, bad: Any) -> None:
     if not obj.domain:
         if obj.listen:
@@ -849,9 +943,7 @@ def _validate_proxy65(obj: Proxy65Config, bad: Any) -> None:
     _check_service_domain(obj.domain, bad)
     if not obj.listen:
         raise bad("listen", "must name at least one listener, e.g. ['tcp:7777'], when domain is set")
-    for desc in obj.listen:
-        if ":" not in desc:
-            raise bad("listen", f"{desc!r} is not a Twisted endpoint string such as 'tcp:7777'")
+    _check_endpoints(bad, "listen", obj.listen, "tcp:7777")
     if not 0 <= obj.port <= 65535:
         raise bad("port", "must be between 1 and 65535 (0 = the port of the first listen entry)")
     if obj.port == 0 and proxy65_listen_port(obj.listen[0]) is None:

@@ -21,12 +21,16 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from fedxmpp.admin.reload import install_sighup
     from fedxmpp.tls import TLSSetupError
 
     try:
         cfg = config.load(options["config"])
-        return app.build(cfg, reactor)
+        server = app.build(cfg, reactor)
     except (config.ConfigError, TLSSetupError, app.StartupError) as e:
         sys.stderr.write(f"fedxmpp: {e}\n")
         sys.stderr.flush()
         raise SystemExit(1) from None
+    # SIGHUP reloads; installed once the reactor (and its own handlers) runs.
+    reactor.callWhenRunning(install_sighup, reactor, server)
+    return server

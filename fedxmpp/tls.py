@@ -214,8 +214,11 @@ class CertificateStore:
     def load(self) -> None:
         """Find, check (or generate) the certificate of every domain.
 
-        Synchronous: called once at start-up, before the reactor runs.
-        Raises :class:`TLSSetupError`.
+        Synchronous: called at start-up, before the reactor runs, and again on
+        reload.  Raises :class:`TLSSetupError`, keeping what was loaded before.
+        A reload swaps the contexts inside the creators already handed out (the
+        direct TLS listeners hold theirs), so every new handshake gets the new
+        certificates; established connections keep theirs.
         """
         credentials = {}
         for domain in self._domains:
@@ -238,8 +241,9 @@ class CertificateStore:
                          "trust it unless told to", domain=domain, path=str(paths[0]))
             credentials[domain] = _load_pair(domain, *paths)
         self._credentials = credentials
-        self._server_contexts.clear()
-        self._creators.clear()
+        self._server_contexts = {key: self._build_contexts(*key) for key in self._server_contexts}
+        for (alpn, request_client_cert, default), creator in self._creators.items():
+            creator.replace(self._server_contexts[(alpn, request_client_cert)][default])
         self._client_contexts.clear()
 
     def _find(self, domain: str) -> tuple[Path, Path] | None:
@@ -283,21 +287,25 @@ class CertificateStore:
         contexts_key = (tuple(alpn), request_client_cert)
         contexts = self._server_contexts.get(contexts_key)
         if contexts is None:
-            contexts = {}
-            for name in self._domains:
-                ctx = _server_context(self._credentials[name], contexts_key[0])
-                if request_client_cert:
-                    ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
-                contexts[name] = contexts[_a_label(name)] = ctx
-            for ctx in set(contexts.values()):
-                ctx.set_tlsext_servername_callback(_sni_switcher(contexts))
-            self._server_contexts[contexts_key] = contexts
+            contexts = self._server_contexts[contexts_key] = self._build_contexts(*contexts_key)
         default = domain if domain in contexts else self._domains[0]
         key = (*contexts_key, default)
         creator = self._creators.get(key)
         if creator is None:
             creator = self._creators[key] = _ServerCreator(contexts[default])
         return creator
+
+    def _build_contexts(self, alpn: tuple[bytes, ...], request_client_cert: bool) -> dict[str, SSL.Context]:
+        """A server context per domain (and per A-label), switched between by SNI."""
+        contexts: dict[str, SSL.Context] = {}
+        for name in self._domains:
+            ctx = _server_context(self._credentials[name], alpn)
+            if request_client_cert:
+                ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
+            contexts[name] = contexts[_a_label(name)] = ctx
+        for ctx in set(contexts.values()):
+            ctx.set_tlsext_servername_callback(_sni_switcher(contexts))
+        return contexts
 
     def client_creator(self, domain: str | None, server_name: str, *,
                        alpn: Sequence[bytes] = ()) -> IOpenSSLClientConnectionCreator:
@@ -366,7 +374,8 @@ def _covers(cert: x509.Certificate, domain: str) -> bool:
 def _server_context(credentials: _Credentials, alpn: tuple[bytes, ...]) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    # TLS 1.2: our order of _TLS12_CIPHERS decides, not the client's.
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
     # Idle connections give their read/write buffers back (about 17 KiB each).
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     ctx.set_cipher_list(_TLS12_CIPHERS)
@@ -433,6 +442,10 @@ class _ServerCreator:
     """Server connections starting with one domain's context; SNI may switch it."""
 
     def __init__(self, default: SSL.Context) -> None:
+        self._default = default
+
+    def replace(self, default: SSL.Context) -> None:
+        """Start new handshakes with *default* (a reload); current ones are unaffected."""
         self._default = default
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:

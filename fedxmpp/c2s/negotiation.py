@@ -70,6 +70,9 @@ class ClientStreamHandler:
         self._bindings: dict[str, bytes] = {}
         self._sasl_busy = False
         self._failures = 0
+        self._connected_at = ctx.clock.seconds()
+        # The full JID of the session this stream carried, once it ended (for the log).
+        self._ended_as: str | None = None
 
     # -- StreamHandler ----------------------------------------------------------------
 
@@ -132,6 +135,7 @@ class ClientStreamHandler:
         session = self.session
         if session is None or session.stream is not stream:
             return
+        self._ended_as = session.address.full()
         self.session = None
         if session.replaced:
             # SessionManager.bind closes it midway: the new session takes the
@@ -141,9 +145,24 @@ class ClientStreamHandler:
             session.ended()
 
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
+        self._log_end(stream)
         if self.session is not None:
             self.session.ended()
             self.session = None
+
+    def _log_end(self, stream: ServerStream) -> None:
+        """One line per connection end: who, from where, why, after how long."""
+        if self.session is not None:
+            who = self.session.address.full()
+        elif self._ended_as is not None:
+            who = self._ended_as
+        elif self.user is not None:
+            who = f"{self.user}@{self.auth_domain}"
+        else:
+            who = "an unauthenticated client"
+        why = _END_REASONS.get(stream.close_reason) or f"stream error <{stream.close_reason}/>"
+        log.info("Connection of {who} from {peer} ended ({why}) after {duration:.1f} s", who=who,
+                 peer=_peer_host(stream), why=why, duration=self.ctx.clock.seconds() - self._connected_at)
 
     # -- STARTTLS (RFC 6120 §5) ---------------------------------------------------------
 
@@ -176,6 +195,11 @@ class ClientStreamHandler:
             stream.fail(StreamError("policy-violation", "Wait for the server's answer"))
             return
         if element.name == "auth":
+            throttle = self.ctx.auth_throttle
+            if throttle is not None and throttle.blocked(_peer_host(stream)):
+                self._sasl_failure(stream, "temporary-auth-failure",
+                                   "Too many failed authentications from your address; try again later")
+                return
             name = element.getAttribute("mechanism", "")
             try:
                 self._mechanism = sasl.create_mechanism(
@@ -239,7 +263,21 @@ class ClientStreamHandler:
             stream.restart()
         elif isinstance(result, sasl.Failure):
             self._mechanism = None
-            self._sasl_failure(stream, result.condition, result.text)
+            throttle = self.ctx.auth_throttle
+            delay = 0.0
+            if result.condition == "not-authorized" and throttle is not None:
+                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth)
+            if delay > 0:
+                # Nothing else is accepted until the answer is sent (_sasl_busy).
+                self._sasl_busy = True
+                self.ctx.clock.callLater(delay, self._delayed_failure, stream, result.condition, result.text)
+            else:
+                self._sasl_failure(stream, result.condition, result.text)
+
+    def _delayed_failure(self, stream: ServerStream, condition: str, text: str | None) -> None:
+        self._sasl_busy = False
+        if not stream.closed:
+            self._sasl_failure(stream, condition, text)
 
     def _sasl_error(self, failure: Failure, stream: ServerStream) -> None:
         self._sasl_busy = False
@@ -304,6 +342,10 @@ class ClientStreamHandler:
         stream.send(result)
         log.info("Bound {jid}", jid=jid.full())
         self.ctx.hooks.fire("c2s/session-bound", self.session)
+
+
+# ServerStream.close_reason, for the log; any other value is a stream error's condition.
+_END_REASONS = {None: "connection lost", "peer": "closed by the client", "local": "closed by the server"}
 
 
 def _child(element: domish.Element, uri: str | None, name: str) -> domish.Element | None:

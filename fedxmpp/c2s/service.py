@@ -33,6 +33,8 @@ class C2SContext:
     clock: interfaces.IReactorTime
     # fedxmpp.c2s.sm.StreamManagement (XEP-0198), set by the application.
     sm: Any = None
+    # fedxmpp.c2s.throttle.AuthThrottle: failed authentications per address.
+    auth_throttle: Any = None
 
 
 class C2SFactory(Factory):

@@ -54,6 +54,15 @@ class Components:
     def configured(self, domain: str) -> ComponentConfig | None:
         return self._configured.get(domain)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new handshakes use the new secrets and settings of the same
+        component domains; connected components stay connected."""
+        configured = {c.domain: c for c in config.components.component}
+        if configured.keys() != self._configured.keys():
+            raise ValueError("the set of component domains cannot change without a restart")
+        self.config = config
+        self._configured = configured
+
     # -- sessions ------------------------------------------------------------------------
 
     def attach(self, session: ComponentSession) -> bool:

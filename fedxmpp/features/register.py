@@ -6,8 +6,8 @@ before authentication the stream features carry
 ask for the fields (username, password) and send them in an iq set.  The
 username is prepared with the PRECIS UsernameCaseMapped profile.  Errors:
 ``<conflict/>`` for a taken username, ``<not-acceptable/>`` for a missing or
-empty field, a username that is not a valid localpart or a password the server
-rejects, ``<policy-violation/>`` when the client's IP address has created
+empty field, a username that is not a valid localpart, a password shorter than
+``[auth] min_password_length`` or one the server rejects, ``<policy-violation/>`` when the client's IP address has created
 ``max_per_ip`` accounts within ``period`` seconds (counted in a bounded table).
 With registration off none of this is offered and such an iq before
 authentication stays a ``<not-authorized/>`` stream error.
@@ -15,8 +15,8 @@ authentication stays a ``<not-authorized/>`` stream error.
 Authenticated users may always, with an iq to their server (or to no one):
 
 * get: ``<registered/>`` and their username;
-* set ``<username/><password/>``: change their password (an empty one is
-  ``<not-acceptable/>``, another user's name ``<not-allowed/>``);
+* set ``<username/><password/>``: change their password (an empty or too short
+  one is ``<not-acceptable/>``, another user's name ``<not-allowed/>``);
 * set ``<remove/>``: delete their account; the iq is answered, then every session
   of the account is closed with a ``<not-authorized/>`` stream error and the
   "account/removed" hook is fired with the bare JID.
@@ -38,7 +38,7 @@ from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.accounts import remove_account
 from fedxmpp.im.delivery import StanzaEvent
-from fedxmpp.storage.credentials import InvalidPassword
+from fedxmpp.storage.credentials import InvalidPassword, check_password_length
 from fedxmpp.storage.errors import AccountExists, NoSuchAccount
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError
@@ -140,6 +140,10 @@ def register(hooks: Hooks, ctx: FeatureContext) -> None:
         if not text_of(password):
             _error(event, StanzaError("not-acceptable", "The new password is empty"))
             return True
+        refused = too_short(text_of(password))
+        if refused:
+            _error(event, StanzaError("not-acceptable", refused))
+            return True
         _run(change_password(event, text_of(password)), "password change",
              lambda: _error(event, StanzaError("internal-server-error")))
         return True
@@ -162,6 +166,14 @@ def register(hooks: Hooks, ctx: FeatureContext) -> None:
             await remove_account(ctx, event.frm, reason="in-band", before_close=event.reply)
         except NoSuchAccount:
             _error(event, StanzaError("registration-required"))
+
+    def too_short(password: str) -> str | None:
+        """Why *password* is refused by the site's minimum length, or None."""
+        try:
+            check_password_length(password, ctx.config.auth.min_password_length)
+        except InvalidPassword as e:
+            return str(e).capitalize()
+        return None
 
     for kind in ("host", "bare"):
         hooks.add(f"iq-get/{kind}/{REGISTER}", account_get)
@@ -210,6 +222,10 @@ def register(hooks: Hooks, ctx: FeatureContext) -> None:
             user = prep_local(username)
         except InvalidJID as e:
             request.send(_error_iq(iq, StanzaError("not-acceptable", f"Not a valid username: {e}")))
+            return
+        refused = too_short(password)
+        if refused:
+            request.send(_error_iq(iq, StanzaError("not-acceptable", refused)))
             return
         if not limit.take(request.peer):
             log.info("In-band registration refused for {peer}: too many accounts from this address",

@@ -10,7 +10,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from fedxmpp.config import Config
+from fedxmpp.config import Config, with_backlog
 from fedxmpp.router import Router
 from fedxmpp.s2s.context import S2SContext
 from fedxmpp.s2s.dialback import DialbackKeys
@@ -35,6 +35,7 @@ class Federation:
                  resolver: S2SResolver | None = None, verifier: PeerVerifier | None = None) -> None:
         cfg = config.s2s
         self.config = cfg
+        self.backlog = config.server.listen_backlog
         self.reactor = reactor
         if verifier is None:
             verifier = PeerVerifier(cfg.ca_file if cfg.ca_file != Path() else None)
@@ -51,7 +52,7 @@ class Federation:
         for key, factory in (("listen", self.incoming), ("direct_tls", direct_tls_factory(self.incoming))):
             for description in getattr(self.config, key):
                 try:
-                    port = await serverFromString(self.reactor, description).listen(factory)
+                    port = await serverFromString(self.reactor, with_backlog(description, self.backlog)).listen(factory)
                 except CannotListenError as e:
                     raise ListenError(f"s2s.{key}: cannot listen on {description!r}: {e.socketError}") from None
                 self.ports.append(port)

@@ -81,6 +81,13 @@ def prepare_password(password: str) -> bytes:
     return data
 
 
+def check_password_length(password: str, minimum: int) -> None:
+    """Raise :class:`InvalidPassword` when *password* has fewer than *minimum*
+    characters (the site's policy for new passwords, ``[auth] min_password_length``)."""
+    if len(password) < minimum:
+        raise InvalidPassword(f"password too short: at least {minimum} characters are required")
+
+
 def salted_password(algorithm: str, password: bytes, salt: bytes, iterations: int) -> bytes:
     """SaltedPassword := Hi(Normalize(password), salt, i) — PBKDF2-HMAC."""
     return hashlib.pbkdf2_hmac(algorithm, password, salt, iterations)

@@ -153,7 +153,9 @@ class ServerProcess:
     def sections(self) -> dict[str, dict[str, Any]]:
         base = {
             "server": {"domains": list(DOMAINS), "data_dir": str(self.data_dir)},
-            "auth": {"scram_iterations": 4096},
+            # No throttling of failed logins, which all come from 127.0.0.1 here
+            # (test_abuse.py turns it on).
+            "auth": {"scram_iterations": 4096, "failure_delay": 0, "block_after": 1000000},
             "c2s": {"listen": [f"tcp:{self.port}:interface=127.0.0.1"],
                     "direct_tls": [f"tcp:{self.tls_port}:interface=127.0.0.1"]},
             # No federation listener unless a test asks (the default, *:5269, is shared).

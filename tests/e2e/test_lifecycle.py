@@ -76,6 +76,11 @@ BAD_CONFIGS = {
     "bad-value": ("[limits]\nmax_depth = 2\n", "limits.max_depth"),
     "bad-domain": ("[server]\ndomains = ['Example.TEST']\n", "server.domains"),
     "bad-endpoint": ("[c2s]\nlisten = ['5222']\n", "c2s.listen"),
+    "endpoint-typo": ("[c2s]\nlisten = ['tcp:5222:interfce=127.0.0.1']\n", "c2s.listen"),
+    "endpoint-type-typo": ("[components]\nlisten = ['tpc:5347']\n", "components.listen"),
+    "missing-certificates-dir": ("[server]\ndata_dir = 'data'\n[tls]\ncertificates = 'nonexistent/dir'\n",
+                                 "tls.certificates"),
+    "missing-ca-file": ("[s2s]\nca_file = 'missing-ca.pem'\n", "s2s.ca_file"),
     "not-toml": ("[server\n", None),
 }
 
@@ -96,6 +101,7 @@ def test_bad_config(tmp_path, name):
     if key is not None:
         assert key in naming[0], output
     assert "serving" not in output, output
+    assert not (tmp_path / "nonexistent").exists(), "a mistyped certificate directory was created"
 
 
 def test_missing_config_file(tmp_path):

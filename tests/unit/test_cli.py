@@ -77,10 +77,58 @@ def test_adduser_refuses_empty_stdin(run):
     assert status == 1 and "no password" in one_error_line(err)
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_adduser_and_passwd_ask_on_a_terminal_without_echo(run, storage_cfg, monkeypatch):
+    """Without --password or --password-stdin, on a terminal, the password is asked
+    twice through getpass (which does not echo); two different answers are an
+    error; off a terminal it is a usage error (exit 2)."""
+    import getpass
+
+    answers: list[str] = []
+    prompts: list[str] = []
+
+    def fake_getpass(prompt: str = "Password: ", stream: object = None) -> str:
+        prompts.append(prompt)
+        return answers.pop(0)
+
+    monkeypatch.setattr(getpass, "getpass", fake_getpass)
+    monkeypatch.setattr(sys, "stdin", _Terminal())
+    answers[:] = [SECRET, SECRET]
+    status = cli.main(["--config", str(storage_cfg.source), "adduser", "alice@example.test"])
+    assert status == 0 and prompts == ["Password: ", "Again: "]
+    assert check_password(storage_cfg, "alice", "example.test", SECRET)
+    answers[:] = ["new-password-1", "new-password-2"]
+    assert cli.main(["--config", str(storage_cfg.source), "passwd", "alice@example.test"]) == 1
+    assert check_password(storage_cfg, "alice", "example.test", SECRET)
+    answers[:] = ["new-password-1", "new-password-1"]
+    assert cli.main(["--config", str(storage_cfg.source), "passwd", "alice@example.test"]) == 0
+    assert check_password(storage_cfg, "alice", "example.test", "new-password-1")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["--config", str(storage_cfg.source), "passwd", "alice@example.test"]) == 2
+
+
+@pytest.mark.parametrize("command", ["adduser", "passwd"])
+def test_a_password_shorter_than_the_minimum_is_refused(run, storage_cfg, storage_config_file, command):
+    """[auth] min_password_length (default 8 characters) is enforced by adduser and
+    passwd with one line; the setting lowers or raises it."""
+    if command == "passwd":
+        run("adduser", "alice@example.test", "--password", SECRET)
+    status, _, err = run(command, "alice@example.test", "--password", "seven77")
+    assert status == 1
+    assert one_error_line(err) == "fedxmpp: password too short: at least 8 characters are required"
+    storage_config_file.write_text(storage_config_file.read_text().replace("[auth]\n", "[auth]\nmin_password_length = 4\n"))
+    assert run(command, "alice@example.test", "--password", "four")[0] == 0
+    assert check_password(storage_cfg, "alice", "example.test", "four")
+
+
 def test_adduser_existing_account(run):
     """Adding an existing account fails with one line and status 1."""
-    run("adduser", "alice@example.test", "--password", "a")
-    status, _, err = run("adduser", "alice@example.test", "--password", "b")
+    run("adduser", "alice@example.test", "--password", "first-password")
+    status, _, err = run("adduser", "alice@example.test", "--password", "second-password")
     assert status == 1
     assert one_error_line(err) == "fedxmpp: account alice@example.test already exists"
 
@@ -106,18 +154,18 @@ def test_invalid_password_is_not_echoed(run):
 
 def test_passwd(run, storage_cfg):
     """passwd replaces the password; an unknown account is an error."""
-    run("adduser", "alice@example.test", "--password", "old")
+    run("adduser", "alice@example.test", "--password", "old-password")
     status, out, err = run("passwd", "alice@example.test", "--password-stdin", stdin=SECRET + "\n")
     assert status == 0 and SECRET not in out + err
     assert check_password(storage_cfg, "alice", "example.test", SECRET)
     assert not check_password(storage_cfg, "alice", "example.test", "old")
-    status, _, err = run("passwd", "bob@example.test", "--password", "x")
+    status, _, err = run("passwd", "bob@example.test", "--password", SECRET)
     assert status == 1 and one_error_line(err) == "fedxmpp: no such account bob@example.test"
 
 
 def test_deluser(run):
     """deluser removes the account; deleting it again is an error."""
-    run("adduser", "alice@example.test", "--password", "pw")
+    run("adduser", "alice@example.test", "--password", SECRET)
     assert run("deluser", "alice@example.test")[:2] == (0, "deleted alice@example.test\n")
     assert run("listusers", "example.test")[1] == ""
     status, _, err = run("deluser", "alice@example.test")
@@ -209,7 +257,7 @@ def test_import_users_problems_never_quote_the_line(run, tmp_path):
 
 def test_import_users_existing_accounts_abort(run, tmp_path):
     """Accounts that already exist are listed and nothing is imported."""
-    run("adduser", "taken@example.test", "--password", "pw")
+    run("adduser", "taken@example.test", "--password", SECRET)
     data = tmp_path / "users.csv"
     data.write_text("new@example.test,pw\ntaken@example.test,pw\n")
     status, _, err = run("import-users", str(data))
@@ -327,8 +375,8 @@ async def test_works_while_the_server_has_the_database_open(storage_cfg, storage
     try:
         await server.accounts.create("fromserver", "example.test", "pw")
         assert cli.main(["--config", str(storage_config_file), "adduser", "fromcli@example.test",
-                         "--password", "pw"]) == 0
-        assert await server.accounts.check_password("fromcli", "example.test", "pw")
+                         "--password", SECRET]) == 0
+        assert await server.accounts.check_password("fromcli", "example.test", SECRET)
         assert cli.main(["--config", str(storage_config_file), "listusers", "example.test"]) == 0
         assert capsys.readouterr().out.endswith("fromcli@example.test\nfromserver@example.test\n")
     finally:

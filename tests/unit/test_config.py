@@ -114,3 +114,98 @@ def test_bad_shaper_or_stall_setting_is_one_line(tmp_path, text, key, words):
         config.load(path)
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{path}: {key}:") and words in message
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[c2s]\nlisten = ['tpc:5222']\n", "c2s.listen", "unknown endpoint type 'tpc'"),
+    ("[c2s]\nlisten = ['tcp:5222:interfce=127.0.0.1']\n", "c2s.listen", "unknown option 'interfce'"),
+    ("[c2s]\ndirect_tls = ['tcp:52x3']\n", "c2s.direct_tls", "not valid"),
+    ("[c2s]\nlisten = ['tcp:70000']\n", "c2s.listen", "outside 0 to 65535"),
+    ("[s2s]\nlisten = ['tcp:port=5269:interface=::1']\n", "s2s.listen", "repeated"),
+    ("[s2s]\ndirect_tls = ['unix:/tmp/s2s.sock:mode=rw']\n", "s2s.direct_tls", "not valid"),
+    ("[components]\nlisten = ['tcp:5347:backlog=many']\n", "components.listen", "not valid"),
+    ("[c2s]\nlisten = ['ssl:5222:privateKey=missing.pem']\n", "c2s.listen", "cannot be read"),
+    ("[http]\nlisten = ['tcp:5280:interfce=127.0.0.1']\n", "http.listen", "unknown option 'interfce'"),
+    ("[proxy65]\ndomain = 'proxy.example.test'\nlisten = ['tpc:7777']\n", "proxy65.listen",
+     "unknown endpoint type 'tpc'"),
+])
+def test_listener_endpoint_typos_are_one_line(tmp_path, text, key, words):
+    """Endpoint strings are parsed at load as Twisted parses them when listening, so a
+    typo is one line naming the file and the key, never a traceback at start-up."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"{path}: {key}: "), message
+    assert words in message, message
+
+
+def test_unreadable_ca_file_names_the_key(tmp_path):
+    """A missing, unreadable or non-PEM ca_file is one line naming s2s.ca_file, not
+    OpenSSL's error tuples."""
+    path = write(tmp_path, "[s2s]\nca_file = 'missing.pem'\n")
+    with pytest.raises(ConfigError, match=r": s2s\.ca_file: cannot read .*missing\.pem.*No such file"):
+        config.load(path)
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    path = write(tmp_path, "[s2s]\nca_file = 'junk.pem'\n")
+    with pytest.raises(ConfigError, match=r": s2s\.ca_file: .*junk\.pem' holds no PEM certificate"):
+        config.load(path)
+    path = write(tmp_path, f"[s2s]\nca_file = '{tmp_path}'\n")
+    with pytest.raises(ConfigError, match=r": s2s\.ca_file: .* is a directory"):
+        config.load(path)
+
+
+def test_certificates_directory_must_exist_unless_inside_data_dir(tmp_path):
+    """A tls.certificates directory that does not exist is an error (a typo must not
+    gain a generated certificate); inside data_dir it may be created, and an existing
+    directory anywhere is fine."""
+    path = write(tmp_path, f"[server]\ndata_dir = 'data'\n[tls]\ncertificates = '{tmp_path}/nonexistent/dir'\n")
+    cfg = config.load(path)
+    with pytest.raises(ConfigError) as info:
+        config.check_certificates_dir(cfg)
+    assert str(info.value) == f"{path}: tls.certificates: the directory '{tmp_path}/nonexistent/dir' does not exist"
+    config.check_certificates_dir(config.load(write(tmp_path, "[server]\ndata_dir = 'data'\n")))
+    config.check_certificates_dir(config.load(write(tmp_path, "[server]\ndata_dir = 'data'\n"
+                                                              "[tls]\ncertificates = 'data/mine'\n")))
+    (tmp_path / "certs").mkdir()
+    config.check_certificates_dir(config.load(write(tmp_path, "[tls]\ncertificates = 'certs'\n")))
+
+
+def test_a_missing_certificates_directory_stops_the_build(tmp_path):
+    """The server refuses to start (ConfigError, which twistd prints as one line)
+    and creates nothing there."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from fedxmpp import app
+
+    path = write(tmp_path, f"[server]\ndata_dir = 'data'\n[tls]\ncertificates = '{tmp_path}/nonexistent/dir'\n")
+    with pytest.raises(ConfigError, match="tls.certificates"):
+        app.build(config.load(path), MemoryReactorClock())
+    assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[server]\nlisten_backlog = 0\n", "server.listen_backlog"),
+    ("[auth]\nfailure_delay = -1\n", "auth.failure_delay"),
+    ("[auth]\nblock_after = 0\n", "auth.block_after"),
+    ("[auth]\nblock_time = 0\n", "auth.block_time"),
+    ("[auth]\nmin_password_length = 0\n", "auth.min_password_length"),
+])
+def test_abuse_limit_values_are_checked(tmp_path, text, key):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}: {key}: must be between"):
+        config.load(path)
+
+
+def test_with_backlog_adds_the_default_to_tcp_endpoints_only():
+    """TCP endpoints without a backlog get the configured one; an explicit one, or
+    another kind of endpoint, is left alone."""
+    assert config.with_backlog("tcp:5222", 511) == "tcp:5222:backlog=511"
+    assert config.with_backlog(r"tcp6:5222:interface=\:\:1", 511) == r"tcp6:5222:interface=\:\:1:backlog=511"
+    assert config.with_backlog("tcp:5222:backlog=64:interface=127.0.0.1", 511) == \
+        "tcp:5222:backlog=64:interface=127.0.0.1"
+    assert config.with_backlog("unix:/run/x.sock", 511) == "unix:/run/x.sock"
+    defaults = config.load(None)
+    assert defaults.server.listen_backlog == 511
+    assert (defaults.auth.failure_delay, defaults.auth.block_after, defaults.auth.block_time) == (0.5, 20, 3600.0)

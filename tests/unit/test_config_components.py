@@ -119,11 +119,15 @@ def test_empty_secret_file(tmp_path):
 
 def test_sample_component_entries_are_valid(tmp_path):
     """The commented [[components.component]] examples in etc/fedxmpp.toml load once
-    uncommented (with the secret file pointed at a real file)."""
+    uncommented (with the secret file and the CA file pointed at real files)."""
     sample = (Path(__file__).resolve().parents[2] / "etc" / "fedxmpp.toml").read_text()
     (tmp_path / "irc.secret").write_text("s\n")
     text = re.sub(r"^# (?=\[\[components|\[components\.component|[a-z_]+ = )", "", sample, flags=re.M)
     text = text.replace("/etc/fedxmpp/irc.secret", str(tmp_path / "irc.secret"))
+    # ca_file is uncommented too, and read at load: point it at a real PEM file.
+    from fedxmpp.tls import generate_self_signed
+    ca, _ = generate_self_signed("ca.test", tmp_path)
+    text = text.replace("/etc/fedxmpp/federation-ca.pem", str(ca))
     text = text.replace('data_dir = "/var/lib/fedxmpp"', f'data_dir = "{tmp_path}"')
     path = tmp_path / "sample.toml"
     path.write_text(text)

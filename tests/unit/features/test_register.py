@@ -153,3 +153,33 @@ def test_other_domains_users_cannot_manage_accounts_here():
     o = w.login("oscar@other.test/o")
     reply = w.iq(o, "set", "<query xmlns='jabber:iq:register'><remove/></query>", to="example.test")
     assert condition(reply) == "service-unavailable"
+
+
+def _error_text(el: domish.Element) -> str:
+    for c in el.elements():
+        if c.name == "error":
+            return next((str(x) for x in c.elements() if x.name == "text"), "")
+    return ""
+
+
+def test_a_password_shorter_than_the_minimum_is_not_acceptable():
+    """[auth] min_password_length (default 8) applies to in-band registration and
+    password change: <not-acceptable/> with a text naming the minimum, and no
+    account is created or changed.  Counted in characters, not bytes."""
+    w = World(**ON)
+    _, (reply,) = pre_auth(w, register_iq("shorty", "seven77"))
+    assert condition(reply) == "not-acceptable"
+    assert _error_text(reply) == "Password too short: at least 8 characters are required"
+    assert ("shorty", "example.test") not in w.storage.accounts.accounts
+    assert pre_auth(w, register_iq("umlaut", "äöüäöüäö"), peer="192.0.2.9")[1][0]["type"] == "result"
+
+    w.account("alice@example.test")
+    a = w.login("alice@example.test/a")
+    q = "<query xmlns='jabber:iq:register'><username>alice</username><password>{}</password></query>"
+    before = dict(w.storage.accounts.accounts[("alice", "example.test")])
+    short = w.iq(a, "set", q.format("abc"), to="example.test", id="s1")
+    assert condition(short) == "not-acceptable" and "at least 8" in _error_text(short)
+    assert w.storage.accounts.accounts[("alice", "example.test")] == before
+
+    lax = World(auth={"min_password_length": 3}, **ON)
+    assert pre_auth(lax, register_iq("shorty", "abc"))[1][0]["type"] == "result"

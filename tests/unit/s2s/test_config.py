@@ -27,6 +27,9 @@ def test_defaults_are_safe():
 def test_routes_and_nameservers_are_read(tmp_path):
     """An inline table of routes and a list of nameservers come through as given;
     ca_file is relative to the configuration file."""
+    from fedxmpp.tls import generate_self_signed
+    cert, _ = generate_self_signed("ca.test", tmp_path)
+    cert.rename(tmp_path / "ca.pem")
     cfg = load(write(tmp_path, '[s2s]\nroutes = {"peer.test" = "tcp:127.0.0.5:5269", "v6.test" = "tls:[::1]:5270"}\n'
                                'nameservers = ["127.0.0.1:5353", "::1", "[::1]:53"]\nca_file = "ca.pem"\n')).s2s
     assert cfg.routes == {"peer.test": "tcp:127.0.0.5:5269", "v6.test": "tls:[::1]:5270"}

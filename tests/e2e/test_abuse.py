@@ -1,0 +1,87 @@
+"""Abuse limits with defaults: failed logins throttled per address, the listen
+backlog, and the server's TLS 1.2 cipher order."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.harness import IO_TIMEOUT, RawClient, sasl_condition, tls_context, wait_for
+
+USERS = {"vic@example.test": "vic-password", "wes@example.test": "wes-password"}
+
+
+def _attempt(srv, password: str) -> tuple[str | None, str, float]:
+    """One PLAIN login on a fresh connection: the SASL outcome, its text, and how
+    long the answer took."""
+    with RawClient(srv.port, srv.cert_path()) as c:
+        c.open()
+        c.starttls()
+        started = time.monotonic()
+        outcome = c.auth_plain("vic", password)
+        took = time.monotonic() - started
+        text = next((child.text or "" for child in outcome if child.tag.endswith("}text")), "")
+        return sasl_condition(outcome) if not outcome.tag.endswith("success") else "success", text, took
+
+
+def test_failed_logins_are_slowed_then_blocked_per_address(own_server):
+    """Each wrong password from one address is answered later than the one before
+    (failure_delay, doubling); at block_after failures the address gets
+    <temporary-auth-failure/> at once, even with the right password, until
+    block_time has passed; a session that was already open is not touched."""
+    srv = own_server({"auth": {"failure_delay": 0.2, "block_after": 4, "block_time": 4}}, users=USERS)
+    with RawClient(srv.port, srv.cert_path()) as wes:
+        wes.login("wes", USERS["wes@example.test"], "before")
+        delays = []
+        for n in range(4):
+            condition, _, took = _attempt(srv, f"wrong-{n}")
+            assert condition == "not-authorized"
+            delays.append(took)
+        # 0.2, 0.4, 0.8, 1.6 s: each at least its delay (lower bounds only).
+        for took, least in zip(delays, (0.2, 0.4, 0.8, 1.6)):
+            assert took >= least * 0.9, delays
+        condition, text, _ = _attempt(srv, USERS["vic@example.test"])
+        assert condition == "temporary-auth-failure" and "try again later" in text, (condition, text)
+        srv.wait_log(r"Blocking authentication from 127\.0\.0\.1 for 4 s after 4 failures")
+        assert wes.ping_server().get("type") == "result"
+    # After block_time the right password works again.
+    wait_for(lambda: _attempt(srv, USERS["vic@example.test"])[0] == "success", 15, interval=0.5,
+             what="the block to end")
+
+
+def _listen_backlog(port: int) -> int:
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    return int(lines[0][2])  # Send-Q of a listening socket: its backlog
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the backlog")
+def test_tcp_listeners_have_a_backlog_of_511_unless_told(own_server):
+    """Both client listeners listen with backlog 511 ([server] listen_backlog), not
+    Twisted's 50; an endpoint string's own backlog= wins."""
+    srv = own_server()
+    assert _listen_backlog(srv.port) == 511 and _listen_backlog(srv.tls_port) == 511
+    assert srv.exited_cleanly(srv.terminate())
+    srv.overrides = {"server": {"listen_backlog": 128},
+                     "c2s": {"listen": [f"tcp:{srv.port}:interface=127.0.0.1:backlog=64"]}}
+    srv.write_config()
+    srv.start()
+    assert _listen_backlog(srv.port) == 64 and _listen_backlog(srv.tls_port) == 128
+
+
+def test_tls12_uses_the_servers_cipher_order(own_server):
+    """A TLS 1.2 client that prefers ChaCha20 gets AES-128-GCM, the server's first
+    choice (server cipher order), on the direct TLS port."""
+    srv = own_server()
+    ctx = tls_context(srv.cert_path(), max_version=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256")
+    with socket.create_connection(("127.0.0.1", srv.tls_port), timeout=IO_TIMEOUT) as raw:
+        with ctx.wrap_socket(raw, server_hostname="example.test") as tls:
+            name, version, _ = tls.cipher()
+    assert version == "TLSv1.2" and name == "ECDHE-ECDSA-AES128-GCM-SHA256", (name, version)
