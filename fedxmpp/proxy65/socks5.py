@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from fedxmpp.stream.transport import IStreamTransport
+
 if TYPE_CHECKING:
     from fedxmpp.proxy65.relay import Relay
     from fedxmpp.proxy65.service import Proxy65
@@ -44,6 +46,7 @@ MAX_EARLY = 64 * 1024
 class Socks5Connection(Protocol):
     """States: ``methods`` -> ``request`` -> ``waiting`` (for the peer and the
     activation) -> relaying (``relay`` set) -> ``closed``."""
+    transport: IStreamTransport  # narrower than Twisted's ITransport | None; see stream/transport.py
 
     def __init__(self, proxy: Proxy65) -> None:
         self.proxy = proxy

@@ -23,6 +23,7 @@ from twisted.words.xish import domish
 
 from fedxmpp.s2s import dialback
 from fedxmpp.s2s.resolver import SERVICES, ResolveError, S2SResolver, Target
+from fedxmpp.stream.transport import IStreamTransport
 from fedxmpp.tls import PeerCheck, PeerVerifier, anonymous_client_creator, peer_chain
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
@@ -47,6 +48,7 @@ class Probe:
 
 class _ProbeProtocol(Protocol):
     """Opens a server-to-server stream, negotiates TLS, records the certificate."""
+    transport: IStreamTransport  # narrower than Twisted's ITransport | None; see stream/transport.py
 
     def __init__(self, domain: str, direct_tls: bool, verifier: PeerVerifier, done: defer.Deferred[Probe]) -> None:
         self.domain = domain

@@ -45,6 +45,7 @@ from zope.interface import implementer
 
 from fedxmpp.s2s import dialback
 from fedxmpp.s2s.resolver import ResolveError, S2SResolver, Target
+from fedxmpp.stream.transport import IStreamTransport
 from fedxmpp.tls import PeerCheck, peer_chain
 from fedxmpp.stream.xmlstream import set_nodelay
 from fedxmpp.xml import ns
@@ -97,6 +98,7 @@ def _child(element: domish.Element, uri: str, name: str) -> domish.Element | Non
 @implementer(interfaces.IPushProducer)
 class OutgoingStream(Protocol):
     """One stream we initiate from our domain *local* to a remote server."""
+    transport: IStreamTransport  # narrower than Twisted's ITransport | None; see stream/transport.py
 
     def __init__(self, destination: Destination, local: str, target: Target) -> None:
         self.destination = destination

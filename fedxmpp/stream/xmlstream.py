@@ -40,6 +40,7 @@ from twisted.words.xish import domish
 from zope.interface import implementer
 
 from fedxmpp.stream.shaper import TokenBucket
+from fedxmpp.stream.transport import IStreamTransport
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.parser import StreamParser
@@ -94,6 +95,7 @@ def new_stream_id() -> str:
 @implementer(interfaces.IPushProducer)
 class ServerStream(Protocol):
     """One inbound XMPP stream, from the first byte to the closed socket."""
+    transport: IStreamTransport  # narrower than Twisted's ITransport | None; see stream/transport.py
 
     # Extra (prefix, namespace) declarations for our stream header, e.g. the
     # dialback 'db' prefix that S2S streams declare (XEP-0220 §2.4.1).
@@ -129,10 +131,10 @@ class ServerStream(Protocol):
         self.close_reason: str | None = None
         self.tls = False
         self._parser: StreamParser | None = None
-        self._idle_call = None
-        self._keepalive_call = None
-        self._negotiation_call = None
-        self._abort_call = None
+        self._idle_call: interfaces.IDelayedCall | None = None
+        self._keepalive_call: interfaces.IDelayedCall | None = None
+        self._negotiation_call: interfaces.IDelayedCall | None = None
+        self._abort_call: interfaces.IDelayedCall | None = None
         self._paused = False
         self._unread_bytes = 0
         # Why reading is paused: SHAPED, NOT_READING, or the streams we wait for.
