@@ -28,6 +28,10 @@ log = Logger()
 Handler = Callable[[Any], Any]
 
 
+def _log_failure(failure: Failure, handler: Callable[..., Any], event: str) -> None:
+    log.failure("Handler {handler!r} for {event} failed", failure, handler=handler, event=event)
+
+
 class PolicyFailed(Exception):
     """A policy handler (:mod:`fedxmpp.chains`) raised: the stanza must be refused."""
 
@@ -110,8 +114,7 @@ class Hooks:
                 continue
             if isinstance(result, Deferred) or hasattr(result, "__await__"):
                 d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
-                waiting.append(d.addErrback(lambda f, h=entry.handler: log.failure(
-                    "Handler {handler!r} for {event} failed", f, handler=h, event=event)))
+                waiting.append(d.addErrback(_log_failure, entry.handler, event))
         return DeferredList(waiting).addCallback(lambda _: None)
 
     def run(self, event: str, payload: Any = None) -> bool | Deferred[bool]:

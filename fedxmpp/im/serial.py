@@ -16,7 +16,7 @@ synchronously behind a slow one cannot exhaust the stack.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Awaitable, Callable, Hashable
+from typing import Any, Awaitable, Callable, Coroutine, Hashable, cast
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -78,7 +78,7 @@ class SerialJobs:
         if result is None or result is True or result is False or not (
                 isinstance(result, Deferred) or hasattr(result, "__await__")):
             return result
-        d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
+        d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(cast(Coroutine[Any, Any, Any], result))
         outcome: list[Any] = []
         d.addBoth(outcome.append)
         if outcome:
@@ -118,12 +118,12 @@ class SerialJobs:
                 queue.popleft()
                 continue
             if isinstance(result, Deferred) or hasattr(result, "__await__"):
-                d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
+                d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(cast(Coroutine[Any, Any, Any], result))
                 outcome: list[Any] = []
                 # Consumes the result (a failure included): _settle reports it.
-                d.addBoth(lambda r, out=outcome: out.append(r))
-                if not outcome:  # still running: carry on when it finishes
-                    d.addCallback(lambda _, e=entry, out=outcome: self._resume(key, queue, e, out[0]))
+                d.addBoth(outcome.append)
+                if not outcome:  # still running: carry on when it finishes (we return, so no late binding)
+                    d.addCallback(lambda _: self._resume(key, queue, entry, outcome[0]))
                     return
                 result = outcome[0]
             self._settle(entry, result)
