@@ -169,10 +169,10 @@ def _add_txn(txn: Transaction, entries: Sequence[ArchiveEntry]) -> int:
     rows = [(e.domain, e.user, e.archive_id, e.timestamp, e.with_jid, e.with_resource, int(e.outgoing), e.stanza)
             for e in entries if (e.domain, e.user) in known]
     for i in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[i:i + _ROWS_PER_INSERT]
-        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        batch = rows[i:i + _ROWS_PER_INSERT]
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(batch))
         txn.execute("INSERT INTO archive (domain, username, archive_id, ts, with_jid, with_resource, outgoing, stanza)"
-                    f" VALUES {marks}", [value for row in chunk for value in row])
+                    f" VALUES {marks}", [value for row in batch for value in row])
     return len(rows)
 
 
@@ -205,9 +205,9 @@ def _query_txn(txn: Transaction, user: str, domain: str, q: ArchiveQuery) -> Arc
         args.append(q.end)
     if q.ids is not None:
         wanted = sorted(set(q.ids))
-        rows = [_position_txn(txn, user, domain, archive_id)[1] for archive_id in wanted]
-        where.append(f"id IN ({', '.join('?' * len(rows))})" if rows else "0 = 1")
-        args.extend(rows)
+        ids = [_position_txn(txn, user, domain, archive_id)[1] for archive_id in wanted]
+        where.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0 = 1")
+        args.extend(ids)
     for archive_id, op in ((q.after_id, ">"), (q.before_id, "<")):
         if archive_id is not None:
             where.append(f"(ts, id) {op} (?, ?)")
