@@ -88,11 +88,11 @@ _SNIFF = 64
 _BOMS = (_UTF8_BOM, *_FOREIGN_BOMS)
 
 
-def _parse_nothing(data: bytes) -> int:
+def _parse_nothing(data: object, isfinal: bool = False) -> int:
     return 1
 
 
-def _cannot_open_stream(first: bytes) -> bool:
+def _cannot_open_stream(first: bytes | bytearray) -> bool:
     """True when the first bytes of a stream already show it is not XML: a TLS
     ClientHello sent to the STARTTLS port, an HTTP request.  A document begins with
     an optional byte order mark and whitespace, then '<' (XML 1.0 §2.1, §4.3.3);
