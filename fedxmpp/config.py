@@ -506,7 +506,7 @@ def _section(source: str, section: str, cls: type, raw: Mapping[str, Any], base:
             values[key] = tuple(_section(source, f"{section}.{key}[{i}]", _TABLES[kind[6:-5]], item, base)
                                 for i, item in enumerate(value))
         else:
-            values[key] = _coerce(where, f.type, value, base)
+            values[key] = _coerce(where, str(f.type), value, base)  # a string: postponed annotations
     try:
         obj = cls(**values)
     except TypeError as e:  # pragma: no cover - fields() and cls agree
