@@ -62,10 +62,15 @@ _feeding: ContextVar[ServerStream | None] = ContextVar("fedxmpp_feeding", defaul
 
 
 class StreamLimits(TypingProtocol):
-    max_stanza_size: int
-    max_depth: int
-    max_send_buffer: int
-    max_send_stall: float
+    # Read-only, so that the frozen LimitsConfig provides it.
+    @property
+    def max_stanza_size(self) -> int: ...
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def max_send_buffer(self) -> int: ...
+    @property
+    def max_send_stall(self) -> float: ...
 
 
 class StreamHandler(TypingProtocol):
