@@ -588,10 +588,10 @@ def _system_ca_paths() -> list[tuple[str | None, str | None]]:
     paths = ssl.get_default_verify_paths()
     out: list[tuple[str | None, str | None]] = []
     for cafile, capath in ((paths.cafile, paths.capath), (paths.openssl_cafile, paths.openssl_capath)):
-        cafile = cafile if cafile and os.path.isfile(cafile) else None
-        capath = capath if capath and os.path.isdir(capath) else None
-        if cafile or capath:
-            out.append((cafile, capath))
+        file = cafile if cafile and os.path.isfile(cafile) else None
+        path = capath if capath and os.path.isdir(capath) else None
+        if file or path:
+            out.append((file, path))
     return out
 
 
@@ -644,7 +644,7 @@ def _names_domain(cert: x509.Certificate, domain: str) -> bool:
     except (CertificateError, ValueError):
         patterns = []
     try:
-        wanted = [DNS_ID(a_label), SRV_ID(f"_xmpp-server.{a_label}")]
+        wanted: list[DNS_ID | SRV_ID] = [DNS_ID(a_label), SRV_ID(f"_xmpp-server.{a_label}")]
     except (ValueError, CertificateError):
         wanted = []
     for pattern in patterns:
