@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -134,14 +135,19 @@ class _ProbeFactory(Factory):
 
 
 async def probe(reactor: Any, resolver: S2SResolver, verifier: PeerVerifier, domain: str, target: Target) -> Probe:
-    factory: Factory = _ProbeFactory(domain, target.direct_tls, verifier)
-    done = factory.done
+    probe_factory = _ProbeFactory(domain, target.direct_tls, verifier)
+    done = probe_factory.done
+    factory: IProtocolFactory = probe_factory
     if target.direct_tls:
         factory = TLSMemoryBIOFactory(anonymous_client_creator(domain, alpn=[b"xmpp-server"]), True, factory,
                                       clock=reactor)
     await resolver.connect(target, factory)
-    timer = reactor.callLater(PROBE_TIMEOUT, lambda: done.called or done.errback(
-        ProbeError(f"no TLS stream within {PROBE_TIMEOUT:g} s")))
+
+    def give_up() -> None:
+        if not done.called:
+            done.errback(ProbeError(f"no TLS stream within {PROBE_TIMEOUT:g} s"))
+
+    timer = reactor.callLater(PROBE_TIMEOUT, give_up)
     try:
         return await done
     finally:

@@ -533,7 +533,7 @@ class Destination:
 
     def _bounce_local(self, local: str, condition: str, text: str) -> None:
         kept: deque[_Queued] = deque()
-        bounced = []
+        bounced: list[_Queued] = []
         for item in self.queue:
             (bounced if item.local == local else kept).append(item)
         self.queue = kept
@@ -626,8 +626,8 @@ class Destination:
         self._round_failed(local, last.condition, last.reason)
 
     async def _open(self, target: Target, local: str) -> OutgoingStream:
-        factory: Factory = _StreamFactory(self, local, target)
-        built = factory
+        built = _StreamFactory(self, local, target)
+        factory: interfaces.IProtocolFactory = built
         if target.direct_tls:
             creator = self.ctx.certificates.client_creator(local, self.remote, alpn=[ALPN])
             factory = TLSMemoryBIOFactory(creator, True, factory, clock=self.ctx.clock)

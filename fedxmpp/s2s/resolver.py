@@ -25,12 +25,11 @@ import ipaddress
 import random
 import socket
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from twisted.internet import defer, interfaces
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.names import dns, error as dns_error
 from twisted.names.client import Resolver
@@ -207,7 +206,7 @@ class S2SResolver:
 
     # -- connecting ----------------------------------------------------------------------
 
-    def connect(self, target: Target, factory: Factory) -> defer.Deferred[Protocol]:
+    def connect(self, target: Target, factory: interfaces.IProtocolFactory) -> defer.Deferred[interfaces.IProtocol]:
         """Connect *factory*'s protocol to *target* (every address, happy eyeballs)."""
         endpoint = HostnameEndpoint(self._endpoint_reactor, target.host, target.port,
                                     timeout=self.connect_timeout, attemptDelay=ATTEMPT_DELAY)
@@ -216,6 +215,7 @@ class S2SResolver:
 
 # -- addresses through twisted.names ---------------------------------------------------------
 
+@implementer(interfaces.IResolutionReceiver)
 class _Collect:
     """An IResolutionReceiver gathering addresses into a Deferred list."""
 
@@ -256,15 +256,16 @@ class NamesHostnameResolver:
         resolution = _Resolution(hostName)
         resolutionReceiver.resolutionBegan(resolution)
         types = addressTypes or (IPv4Address, IPv6Address)
+        semantics: Literal["TCP", "UDP"] = "UDP" if transportSemantics == "UDP" else "TCP"
         try:
             literal = ipaddress.ip_address(hostName)
         except ValueError:
             literal = None
         if literal is not None:
             if literal.version == 4 and IPv4Address in types:
-                resolutionReceiver.addressResolved(IPv4Address(transportSemantics, str(literal), portNumber))
+                resolutionReceiver.addressResolved(IPv4Address(semantics, str(literal), portNumber))
             elif literal.version == 6 and IPv6Address in types:
-                resolutionReceiver.addressResolved(IPv6Address(transportSemantics, str(literal), portNumber))
+                resolutionReceiver.addressResolved(IPv6Address(semantics, str(literal), portNumber))
             resolutionReceiver.resolutionComplete()
             return resolution
 
@@ -277,9 +278,9 @@ class NamesHostnameResolver:
                    lookup(self.dns.lookupAddress) if IPv4Address in types else defer.succeed([])]
 
         def deliver(results: list[list[Any]]) -> None:
-            v6 = [IPv6Address(transportSemantics, socket.inet_ntop(socket.AF_INET6, rr.payload.address), portNumber)
+            v6 = [IPv6Address(semantics, socket.inet_ntop(socket.AF_INET6, rr.payload.address), portNumber)
                   for rr in results[0] if rr.type == dns.AAAA]
-            v4 = [IPv4Address(transportSemantics, rr.payload.dottedQuad(), portNumber)
+            v4 = [IPv4Address(semantics, rr.payload.dottedQuad(), portNumber)
                   for rr in results[1] if rr.type == dns.A]
             for i in range(max(len(v6), len(v4))):
                 for family in (v6, v4):
