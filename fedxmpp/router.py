@@ -16,7 +16,7 @@ stanza (XEP-0198) only once it is settled.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
@@ -33,6 +33,18 @@ Settled = Optional["Deferred[None]"]
 # (stanza, from, to): every route receives the parsed addresses with the stanza,
 # so no hop parses a JID twice.
 Route = Callable[[domish.Element, JID, JID], Settled]
+
+
+class StanzaRouting(Protocol):
+    """What a session's stream needs from the router: :class:`Router` itself, or a
+    front that runs the sender's server first (``fedxmpp.im.outbound.ClientOutbound``)."""
+
+    @property
+    def hosted(self) -> frozenset[str]: ...
+
+    def route(self, stanza: domish.Element, frm: JID, to: JID) -> Settled: ...
+
+    def bounce(self, stanza: domish.Element, frm: JID, to: JID, error: StanzaError) -> None: ...
 
 
 def all_settled(outcomes: list[Deferred[None]]) -> Settled:

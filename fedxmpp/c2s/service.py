@@ -12,7 +12,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from fedxmpp.c2s.negotiation import ClientStreamHandler
 from fedxmpp.config import Config
 from fedxmpp.hooks import Hooks
-from fedxmpp.router import Router
+from fedxmpp.router import StanzaRouting
 from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import CertificateStore
@@ -25,7 +25,7 @@ class C2SContext:
 
     config: Config
     domains: frozenset[str]
-    router: Router
+    router: StanzaRouting  # the ClientOutbound front, in the application
     hooks: Hooks
     sessions: Any  # fedxmpp.im.sessions.SessionManager; transports do not import im
     accounts: Any  # fedxmpp.storage.AccountStore
