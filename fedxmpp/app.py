@@ -100,8 +100,9 @@ class FedXmpp(MultiService):
         # XEP-0045 group chat: an in-process service routed like a component.
         self.muc = MucService(config.muc, config.server.domains, self.router, reactor) if config.muc.domain else None
         if self.muc is not None:
-            self.features.disco.item_providers.append(self.muc.disco_items)
-            self.hooks.add("storage/flush", lambda _: self.muc.flushed())
+            muc = self.muc
+            self.features.disco.item_providers.append(muc.disco_items)
+            self.hooks.add("storage/flush", lambda _: muc.flushed())
         # Federation: the route for every domain that is neither hosted nor a component's.
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
@@ -152,10 +153,12 @@ class FedXmpp(MultiService):
                 raise StartupError(f"{self.config.source}: components.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
             log.info("Listening for components on {address}", address=port.getHost())
-        for description in self.config.proxy65.listen if self.proxy65 is not None else ():
+        proxy65 = self.proxy65
+        for description in self.config.proxy65.listen if proxy65 is not None else ():
+            assert proxy65 is not None
             try:
                 port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(
-                    self.proxy65.factory())
+                    proxy65.factory())
             except CannotListenError as e:
                 raise StartupError(f"{self.config.source}: proxy65.listen: cannot listen on {description!r}: {e.socketError}") from None
             self.ports.append(port)
@@ -167,11 +170,11 @@ class FedXmpp(MultiService):
                 raise StartupError(f"{self.config.source}: upload.storage_dir: cannot use "
                                    f"{str(self.config.upload.storage_dir)!r}: {e.strerror}") from None
         site = self.http.site()
-        for key, factory in (("listen", site), ("tls_listen", tls_factory(site, self.certificates)
-                                                              if self.config.http.tls_listen else None)):
+        for key, http_factory in (("listen", site), ("tls_listen", tls_factory(site, self.certificates)
+                                                                   if self.config.http.tls_listen else None)):
             for description in getattr(self.config.http, key):
                 try:
-                    port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(factory)
+                    port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(http_factory)
                 except CannotListenError as e:
                     raise StartupError(f"{self.config.source}: http.{key}: cannot listen on {description!r}: {e.socketError}") from None
                 self.ports.append(port)
@@ -239,7 +242,7 @@ class FedXmpp(MultiService):
         waited = 0.0
         while True:
             await self.hooks.gather("storage/flush")
-            settling = any(getattr(s, "settlement", None) is not None and s.settlement.pending
+            settling = any((settlement := getattr(s, "settlement", None)) is not None and settlement.pending
                            for s in self.sessions.all())
             if not settling or waited >= SETTLE_GRACE:
                 return
