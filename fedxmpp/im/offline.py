@@ -116,7 +116,7 @@ class OfflineMessages:
         flush.held.append(after)
         return after
 
-    def _closing(self, _: object) -> Deferred[object]:
+    def _closing(self, _: object) -> Deferred[list[tuple[bool, None]]]:
         return DeferredList(list(self._storing))
 
     def _start_store(self, event: StanzaEvent, what: str) -> Deferred[None]:
@@ -244,7 +244,7 @@ class OfflineMessages:
                 receipt = session.send_tracked(message)
                 flush.pending.add(receipt)
                 receipt.addCallback(self._delivered, bare, row_id)
-                receipt.addBoth(lambda _, r=receipt: flush.pending.discard(r))
+                receipt.addBoth(_forget, flush.pending, receipt)
 
     def _current(self, session: BoundSession) -> bool:
         return self.ctx.sessions.get(session.address) is session and session.available
@@ -313,3 +313,7 @@ def parse_stanza(text: str, max_size: int, max_depth: int) -> domish.Element | N
     except StreamError:
         return None
     return found[0] if len(found) == 1 else None
+
+
+def _forget(_: object, pending: set[Deferred[bool]], receipt: Deferred[bool]) -> None:
+    pending.discard(receipt)

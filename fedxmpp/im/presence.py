@@ -272,9 +272,9 @@ class Presence:
             for session in self.available(event.to):
                 session.send(event.stanza)
         else:
-            session = self.ctx.sessions.get(event.to)
-            if session is not None:
-                session.send(event.stanza)
+            target = self.ctx.sessions.get(event.to)
+            if target is not None:
+                target.send(event.stanza)
 
     # -- end of a session --------------------------------------------------------------------------
 

@@ -138,7 +138,7 @@ class Roster:
             else:
                 cached.items[jid] = after
         if visible(after):
-            self.push(owner, after, version)  # type: ignore[arg-type]
+            self.push(owner, after, version)
         elif visible(before):
             self.push(owner, replace(before, subscription="remove"), version)  # type: ignore[arg-type]
         return version

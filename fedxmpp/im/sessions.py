@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
+from fedxmpp.router import Settled
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID
 
@@ -27,7 +28,7 @@ class BoundSession(Protocol):
     presence: domish.Element | None
     replaced: bool
 
-    def send(self, stanza: domish.Element) -> None: ...
+    def send(self, stanza: domish.Element) -> Settled: ...
 
     def send_tracked(self, stanza: domish.Element) -> Deferred[bool]:
         """Send *stanza*; True once it was delivered (acknowledged by stream

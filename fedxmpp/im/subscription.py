@@ -11,15 +11,17 @@ the new item, and what to send.  :mod:`fedxmpp.im.presence` carries it out.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 from fedxmpp.storage import RosterItem
+from fedxmpp.storage.roster import Subscription
 
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
-_ADD_TO = {"none": "to", "from": "both", "to": "to", "both": "both"}
-_DROP_TO = {"to": "none", "both": "from", "none": "none", "from": "from"}
-_ADD_FROM = {"none": "from", "to": "both", "from": "from", "both": "both"}
-_DROP_FROM = {"from": "none", "both": "to", "none": "none", "to": "to"}
+_ADD_TO: dict[str, Subscription] = {"none": "to", "from": "both", "to": "to", "both": "both"}
+_DROP_TO: dict[str, Subscription] = {"to": "none", "both": "from", "none": "none", "from": "from"}
+_ADD_FROM: dict[str, Subscription] = {"none": "from", "to": "both", "from": "from", "both": "both"}
+_DROP_FROM: dict[str, Subscription] = {"from": "none", "both": "to", "none": "none", "to": "to"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def new_item(contact: str, *, hidden: bool = False) -> RosterItem:
                       groups=(), hidden=hidden)
 
 
-def visible(item: RosterItem | None) -> bool:
+def visible(item: RosterItem | None) -> TypeGuard[RosterItem]:
     """Whether the item is shown to the user (roster results and pushes)."""
     return item is not None and not item.hidden
 
