@@ -180,12 +180,14 @@ class ClientStreamHandler:
     # -- SASL (RFC 6120 §6) ---------------------------------------------------------------
 
     def _sasl_stage(self, stream: ServerStream, element: domish.Element) -> None:
+        domain = stream.domain
+        assert domain is not None  # stream_opened accepted the header's 'to'
         if element.uri != ns.SASL:
             if element.uri == ns.CLIENT:
                 # An iq a feature serves before authentication (XEP-0077 in-band
                 # registration); anything else is not allowed yet.
                 if element.name == "iq" and self.ctx.hooks.fire(
-                        "c2s/pre-auth-iq", PreAuthRequest(element, stream.domain, _peer_host(stream), stream.send)):
+                        "c2s/pre-auth-iq", PreAuthRequest(element, domain, _peer_host(stream), stream.send)):
                     return
                 stream.fail(StreamError("not-authorized", "Authenticate first"))
             else:
@@ -203,7 +205,7 @@ class ClientStreamHandler:
             name = element.getAttribute("mechanism", "")
             try:
                 self._mechanism = sasl.create_mechanism(
-                    name, domain=stream.domain, accounts=self.ctx.accounts,
+                    name, domain=domain, accounts=self.ctx.accounts,
                     channel_bindings=self._bindings, offered=self._offered)
             except KeyError:
                 self._sasl_failure(stream, "invalid-mechanism", None)
