@@ -122,10 +122,11 @@ class Proxy65:
                 self.router.bounce(stanza, frm, to, StanzaError("service-unavailable"))
             return
         payload = next(stanza.elements(), None)
-        what = (kind, payload.uri, payload.name) if payload is not None else (kind, None, None)
-        if to.user is not None or to.resource is not None:
+        if payload is None or to.user is not None or to.resource is not None:
             self._error(stanza, frm, to, "service-unavailable")
-        elif what == ("get", ns.DISCO_INFO, "query"):
+            return
+        what = (kind, payload.uri, payload.name)
+        if what == ("get", ns.DISCO_INFO, "query"):
             self._disco_info(stanza, frm, to, payload)
         elif what == ("get", ns.DISCO_ITEMS, "query"):
             self._reply(stanza, frm, domish.Element((ns.DISCO_ITEMS, "query")))
