@@ -100,10 +100,11 @@ class Upload:
                 self.router.bounce(stanza, frm, to, StanzaError("service-unavailable"))
             return
         payload = next(stanza.elements(), None)
-        what = (kind, payload.uri, payload.name) if payload is not None else (kind, None, None)
-        if to.user is not None or to.resource is not None:
+        if payload is None or to.user is not None or to.resource is not None:
             self.router.bounce(stanza, frm, to, StanzaError("service-unavailable"))
-        elif what == ("get", ns.DISCO_INFO, "query") and not payload.getAttribute("node"):
+            return
+        what = (kind, payload.uri, payload.name)
+        if what == ("get", ns.DISCO_INFO, "query") and not payload.getAttribute("node"):
             self._reply(stanza, frm, self._info())
         elif what == ("get", ns.DISCO_ITEMS, "query"):
             self._reply(stanza, frm, domish.Element((ns.DISCO_ITEMS, "query")))
@@ -192,11 +193,11 @@ class Upload:
                 log.error("Upload {id}: cannot create its file: {error}", id=slot.id, error=e)
                 refusal = (500, "cannot store the file")
             else:
-                request.upload = (slot, None)
+                setattr(request, "upload", (slot, None))  # read back in finish_put
                 body = _Body(target)
                 request.notifyFinish().addErrback(lambda _: self._cut_short(slot, body))
                 return body
-        request.upload = (None, refusal)
+        setattr(request, "upload", (None, refusal))  # read back in finish_put
         return _Sink()
 
     def _check_put(self, request: Request, path: bytes, length: int | None) -> tuple[Slot | None, Any]:
@@ -226,7 +227,8 @@ class Upload:
             request.setResponseCode(code)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return text.encode("utf-8") + b"\n"
-        body: _Body = request.content
+        body = request.content
+        assert isinstance(body, _Body)  # what begin_put gave twisted.web to write the body into
         body.finished = True
         body.close()
         if body.written != slot.size:
@@ -274,10 +276,11 @@ class _Files(resource.Resource):
         return self.upload.finish_put(request)
 
     def render_GET(self, request: Request) -> Any:
-        if len(request.postpath) != 2:
+        postpath = request.postpath or []
+        if len(postpath) != 2:
             return _NOT_FOUND.render(request)
         try:  # twisted.web has already percent-decoded each segment
-            slot_id, name = (p.decode("utf-8") for p in request.postpath)
+            slot_id, name = (p.decode("utf-8") for p in postpath)
         except UnicodeDecodeError:
             return _NOT_FOUND.render(request)
         return self.upload.serve(request, slot_id, name)
