@@ -36,7 +36,7 @@ from twisted.words.xish import domish
 
 if "_PY3" not in dir(_twisted_compat):
     # Removed from Twisted (22.x); wokkel.data_form only branches on it.
-    _twisted_compat._PY3 = True
+    setattr(_twisted_compat, "_PY3", True)
 
 # -- the wokkel parts we use (only after the shims) ----------------------------------------
 
@@ -77,7 +77,7 @@ class ExternalComponent(StreamManager, Service):
         send = xs.send
 
         def send_from_domain(obj: Any) -> None:
-            if domish.IElement.providedBy(obj) and not obj.getAttribute("from"):
+            if isinstance(obj, domish.Element) and not obj.getAttribute("from"):  # IElement's only provider
                 obj["from"] = self.domain
             send(obj)
 
