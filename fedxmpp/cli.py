@@ -567,7 +567,7 @@ def run_async(work: Callable[[Any], Awaitable[T]], reactor: Any = None) -> T:
     result = outcome[0]
     if isinstance(result, Failure):
         result.raiseException()
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
