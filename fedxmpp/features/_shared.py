@@ -61,7 +61,7 @@ def in_background(handler: Callable[[StanzaEvent], Coroutine[Any, Any, None]],
     return start
 
 
-def background(work: Coroutine[Any, Any, None], what: str) -> None:
+def background(work: Coroutine[Any, Any, object], what: str) -> None:
     """Run *work* whose failure concerns nobody but the log."""
     defer.Deferred.fromCoroutine(work).addErrback(lambda f: log.failure("{what} failed", f, what=what))
 

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from twisted.logger import Logger
 from twisted.words.xish import domish
@@ -64,7 +64,7 @@ class Subject:
 
 class Room:
     def __init__(self, jid: JID, config: RoomConfig, limits: MucConfig, clock: Any, send: Send,
-                 persist: Callable[[Room], Awaitable[None]], *, affiliations: dict[str, str] | None = None,
+                 persist: Callable[[Room], Coroutine[Any, Any, None]], *, affiliations: dict[str, str] | None = None,
                  subject: Subject | None = None, salt: str | None = None, locked: bool = False,
                  nicks: dict[str, str] | None = None) -> None:
         self.jid = jid
@@ -389,6 +389,7 @@ class Room:
         if invite is None:
             decline = s.child(x, s.USER, "decline")
             to = _jid_attr(decline, "to")
+            assert decline is not None  # _jid_attr refused a missing one
             out = s.stanza("message", self.jid, to, id=stanza.getAttribute("id"))
             ox = out.addChild(s.user_x())
             d = ox.addElement("decline")

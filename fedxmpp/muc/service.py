@@ -165,6 +165,7 @@ class MucService:
             d = defer.Deferred.fromCoroutine(work)
             d.addCallbacks(lambda payload: self._result(stanza, frm, to, payload),
                            lambda failure: self._iq_failed(failure, stanza, frm, to))
+        return None
 
     def _iq_failed(self, failure: Any, stanza: domish.Element, frm: JID, to: JID) -> None:
         if failure.check(StanzaError):
