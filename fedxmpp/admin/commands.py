@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from twisted.protocols import amp
 
 
@@ -25,7 +27,7 @@ class RemoveAccount(amp.Command):
 class Status(amp.Command):
     """The server's version, uptime in seconds, and its sessions by kind."""
 
-    arguments: list[tuple[bytes, amp.Argument]] = []
+    arguments: ClassVar[list[tuple[bytes, amp.Argument]]] = []
     response = [(b"version", amp.Unicode()), (b"uptime", amp.Float()), (b"c2s", amp.Integer()),
                 (b"hibernating", amp.Integer()), (b"s2s_in", amp.Integer()), (b"s2s_out", amp.Integer()),
                 (b"components", amp.Integer())]
@@ -58,6 +60,6 @@ class Reload(amp.Command):
     while running.  *applied* and *refused* are the changed keys, comma-separated:
     taken, and needing a restart (kept at their running values)."""
 
-    arguments: list[tuple[bytes, amp.Argument]] = []
+    arguments: ClassVar[list[tuple[bytes, amp.Argument]]] = []
     response = [(b"applied", amp.Unicode()), (b"refused", amp.Unicode())]
     errors = {ReloadFailed: b"RELOAD_FAILED"}

@@ -61,7 +61,7 @@ class AdminProtocol(amp.AMP):
         return asdict(status.summary(self.app))
 
     @Connected.responder
-    def connected(self, start: int) -> dict[str, Any]:
+    def connected_sessions(self, start: int) -> dict[str, Any]:  # not 'connected': BaseProtocol's flag
         sessions = status.connected(self.app)[max(start, 0):]
         page: list[dict[str, Any]] = []
         size = 2

@@ -115,7 +115,7 @@ def _address(session: Any) -> str:
     managed = getattr(session, "sm", None)
     if managed is not None and managed.hibernating:
         return "-"
-    transport = getattr(session.stream, "transport", None)
+    transport: Any = getattr(session.stream, "transport", None)
     if transport is None:
         return "-"
     peer = transport.getPeer()
@@ -126,8 +126,9 @@ def _address(session: Any) -> str:
 
 
 def _tls(session: Any) -> str:
-    transport = getattr(session.stream, "transport", None)
-    if transport is None or not ISSLTransport.providedBy(transport):
+    transport: Any = getattr(session.stream, "transport", None)
+    encrypted = transport is not None and ISSLTransport.providedBy(transport)
+    if not encrypted:  # a flag: providedBy would narrow to ISSLTransport, which lacks getHandle
         return "no"
     try:
         version = transport.getHandle().get_protocol_version_name()

@@ -74,7 +74,7 @@ def test_connected_pages_fit_in_an_amp_value(tmp_path):
     protocol = AdminProtocol(srv)
     seen, start, pages = [], 0, 0
     while start >= 0:
-        answer = protocol.connected(start)
+        answer = protocol.connected_sessions(start)
         assert len(answer["sessions"].encode()) <= PAGE_BYTES < 65535
         seen.extend(json.loads(answer["sessions"]))
         start, pages = answer["next"], pages + 1
