@@ -33,7 +33,7 @@ class HttpRequest(Request):
         channel = self.channel
         method = getattr(channel, "_command", b"")
         path = getattr(channel, "_path", b"")
-        for handler in getattr(channel.site, "body_handlers", ()):
+        for handler in getattr(getattr(channel, "site", None), "body_handlers", ()):
             content = handler(self, method, path, length)
             if content is not None:
                 self.content = content
@@ -65,7 +65,7 @@ class HttpService:
     def site(self) -> Site:
         site = Site(self.root)
         site.requestFactory = HttpRequest
-        site.body_handlers = self.body_handlers
+        setattr(site, "body_handlers", self.body_handlers)  # read back in HttpRequest.gotLength
         site.displayTracebacks = False
         return site
 
