@@ -88,7 +88,7 @@ from fedxmpp.features._shared import in_background
 from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import StanzaEvent
-from fedxmpp.im.offline import parse_stanza
+from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.storage import (
     ArchiveEntry,
     ArchivedMessage,

@@ -51,9 +51,8 @@ from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.im.sessions import BoundSession
 from fedxmpp.storage import NoSuchAccount, StorageError
 from fedxmpp.xml import ns
-from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID, InvalidJID
-from fedxmpp.xml.parser import StreamParser
+from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.xml.serialize import serialize
 
 if TYPE_CHECKING:
@@ -300,16 +299,3 @@ def _copy(stanza: domish.Element) -> domish.Element:
     el = domish.Element((stanza.uri, stanza.name), attribs=dict(stanza.attributes))
     el.children = list(stanza.children)
     return el
-
-
-def parse_stanza(text: str, max_size: int, max_depth: int) -> domish.Element | None:
-    """One stanza serialised by :func:`~fedxmpp.xml.serialize.serialize` for a
-    ``jabber:client`` stream, parsed back with the server's restricted parser."""
-    found: list[domish.Element] = []
-    parser = StreamParser(on_stream_start=lambda root: None, on_element=found.append,
-                          on_stream_end=lambda: None, max_stanza_size=max_size, max_depth=max_depth)
-    try:
-        parser.feed(f"<stream xmlns='{ns.CLIENT}'>{text}</stream>".encode("utf-8"))
-    except StreamError:
-        return None
-    return found[0] if len(found) == 1 else None
