@@ -19,10 +19,12 @@ from fedxmpp import features
 from fedxmpp.admin import server as admin_server
 from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
-from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
+from fedxmpp.c2s.context import C2SContext
+from fedxmpp.c2s.service import C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
 from fedxmpp.c2s.throttle import AuthThrottle
-from fedxmpp.component.service import ComponentFactory, Components
+from fedxmpp.component.context import Components
+from fedxmpp.component.service import ComponentFactory
 from fedxmpp.config import Config, check_certificates_dir, with_backlog
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks

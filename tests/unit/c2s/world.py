@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from fedxmpp import config
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.negotiation import ClientStreamHandler, Stage
-from fedxmpp.c2s.service import C2SContext
+from fedxmpp.c2s.context import C2SContext
 from fedxmpp.c2s.sm import StreamManagement
 from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks

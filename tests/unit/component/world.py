@@ -10,7 +10,8 @@ from twisted.internet.testing import StringTransport
 from twisted.words.xish import domish
 
 from fedxmpp.component.handshake import handshake_digest
-from fedxmpp.component.service import ComponentFactory, Components
+from fedxmpp.component.context import Components
+from fedxmpp.component.service import ComponentFactory
 from fedxmpp.config import ComponentConfig, ComponentsConfig, Config, PrivilegesConfig, ServerConfig
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.delivery import LocalDelivery
