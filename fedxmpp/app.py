@@ -26,10 +26,10 @@ from fedxmpp.c2s.throttle import AuthThrottle
 from fedxmpp.component.context import Components
 from fedxmpp.component.service import ComponentFactory
 from fedxmpp.config import Config, check_certificates_dir, with_backlog
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.http.listener import HttpService, tls_factory
 from fedxmpp.im import service as im_service
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.proxy65.service import Proxy65
@@ -61,8 +61,8 @@ class FedXmpp(MultiService):
         self.sessions = SessionManager()
         self.delivery = LocalDelivery(self.hooks, self.sessions, self.router)
         self.router.set_local(self.delivery)
-        self.features = FeatureContext(config=config, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                       clock=reactor, disco=Disco())
+        self.features = ServerContext(config=config, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                      clock=reactor, disco=Disco())
         # RFC 6121 core (roster, presence, offline) before the features, which may use it.
         self.im = im_service.install(self.features)
         for feature in features.ENABLED:

@@ -23,8 +23,8 @@ from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.negotiation import ClientStreamHandler, Stage
 from fedxmpp.c2s.context import C2SContext
 from fedxmpp.c2s.sm import StreamManagement
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.service import install
 from fedxmpp.im.sessions import SessionManager
@@ -67,8 +67,8 @@ class World:
         self.storage = MemoryStorage()
         for user in users:
             self.storage.accounts.put(user, DOMAIN, {})
-        self.features = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                       clock=self.clock, disco=Disco(), storage=self.storage)
+        self.features = ServerContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                      clock=self.clock, disco=Disco(), storage=self.storage)
         self.im = install(self.features)
         self.c2s = C2SContext(config=cfg, domains=frozenset([DOMAIN]), router=self.im.outbound, hooks=self.hooks,
                               sessions=self.sessions, accounts=self.storage.accounts, certificates=None,

@@ -11,9 +11,9 @@ from twisted.words.xish import domish
 
 from fedxmpp import config, features
 from fedxmpp.features._shared import element_from_bytes
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im import service as im_service
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.router import Router
@@ -47,8 +47,8 @@ class World:
         self.router = Router(DOMAINS)
         self.sessions = SessionManager()
         self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
-        self.ctx = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                  clock=self.clock, disco=Disco())
+        self.ctx = ServerContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                 clock=self.clock, disco=Disco())
         # As in app.py: the IM core first, then the features.
         self.im = im_service.install(self.ctx)
         for feature in features.ENABLED:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from fedxmpp import config, features
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.router import Router
@@ -21,8 +21,8 @@ class World:
         self.router = Router(["example.test"])
         self.sessions = SessionManager()
         self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
-        ctx = FeatureContext(config=config.load(None), hooks=self.hooks, router=self.router,
-                             sessions=self.sessions, clock=Clock(), disco=Disco())
+        ctx = ServerContext(config=config.load(None), hooks=self.hooks, router=self.router,
+                            sessions=self.sessions, clock=Clock(), disco=Disco())
         for feature in features.ENABLED:
             feature.register(self.hooks, ctx)
 

@@ -13,8 +13,8 @@ from twisted.internet.task import Clock
 from twisted.words.xish import domish
 
 from fedxmpp import config
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.service import install
 from fedxmpp.im.sessions import SessionManager
@@ -44,8 +44,8 @@ class World:
         self.storage = MemoryStorage()
         for user in users:
             self.storage.accounts.put(user, DOMAIN, {})
-        self.ctx = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                  clock=self.clock, disco=Disco(), storage=self.storage)
+        self.ctx = ServerContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                 clock=self.clock, disco=Disco(), storage=self.storage)
         self.im = install(self.ctx)
 
     # -- clients ---------------------------------------------------------------------------
