@@ -1,4 +1,4 @@
-"""The router, the session table and local delivery, wired as in app.py."""
+"""The router, the session table and local delivery underneath the IM core."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from tests.unit.fakes import FakeSession, stanza
 
 
 class World:
+    """Delivery's own RFC 6121 §8 rules, deliberately without the IM core that
+    app.build installs on them: there, presence decides who is available and
+    offline storage takes what nobody available can receive, so these
+    fallbacks (full JID gone, nobody available, unhandled iq) could not be
+    seen.  The whole server's behaviour is tested through tests/unit/im/world.py."""
+
     def __init__(self) -> None:
         self.hooks = Hooks()
         self.router = Router(["example.test"])
