@@ -29,7 +29,7 @@ from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID, prep_domain, prep_resource
 
 if TYPE_CHECKING:
-    from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.c2s.context import C2SContext
 
 log = Logger()
 

@@ -56,7 +56,7 @@ from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.xml.serialize import serialize
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
 
 log = Logger()
 
@@ -85,7 +85,7 @@ class _Flush:
 
 
 class OfflineMessages:
-    def __init__(self, ctx: FeatureContext, *, quota: int) -> None:
+    def __init__(self, ctx: ServerContext, *, quota: int) -> None:
         self.ctx = ctx
         self.quota = quota
         self._flushing: dict[JID, _Flush] = {}
