@@ -392,6 +392,9 @@ class MucConfig:
     # "moderators" (semi-anonymous) or "anyone" (non-anonymous).
     default_whois: str = "moderators"
     default_change_subject: bool = False
+    # Whether a new room archives its messages (muc#roomconfig_enablearchiving);
+    # nothing is archived while archive_length = 0.
+    default_archiving: bool = True
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,11 @@ class Room:
         nick = self.by_real.get(real)
         return None if nick is None else self.occupants[nick]
 
+    @property
+    def archived(self) -> bool:
+        """Whether groupchat messages go to the room's archive."""
+        return self.archive is not None and self.config.archiving
+
     def owners(self) -> list[str]:
         return sorted(j for j, a in self.affiliations.items() if a == "owner")
 
@@ -194,7 +199,7 @@ class Room:
         codes = [s.SELF]
         if self.config.non_anonymous:
             codes.append(s.NON_ANONYMOUS)
-        if self.archive is not None:
+        if self.archived:
             codes.append(s.LOGGED)  # §7.2.12: the archive is readable by others
         if created:
             codes.append(s.CREATED)
@@ -340,7 +345,7 @@ class Room:
         reflected.addChild(s.occupant_id(occupant.occupant_id))
         written = None
         if subject is None or has_body:
-            if self.archive is not None and has_body:
+            if self.archived and has_body:
                 written = self.archive.record(self, self.archive.stamp(self, reflected))
             self.history.add(self.clock.seconds(), reflected)
         for other in list(self.occupants.values()):
@@ -460,7 +465,7 @@ class Room:
         identity["category"] = "conference"
         identity["type"] = "text"
         identity["name"] = self.config.name or (self.jid.user or "")
-        archived = [s.MAM, s.SID] if self.archive is not None else []
+        archived = [s.MAM, s.SID] if self.archived else []
         for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, s.REGISTER, *archived,
                                "http://jabber.org/protocol/muc#self-ping-optimization",
                                *self.config.disco_features()]):
@@ -698,6 +703,8 @@ class Room:
         codes = [s.CONFIG_CHANGED]
         if new.non_anonymous != old.non_anonymous:
             codes.append(s.NOW_NON_ANONYMOUS if new.non_anonymous else s.NOW_SEMI_ANONYMOUS)
+        if self.archive is not None and new.archiving != old.archiving:
+            codes.append(s.LOGGED if new.archiving else s.NOT_LOGGED)
         for occupant in list(self.occupants.values()):
             m = s.stanza("message", self.jid, occupant.real, "groupchat", id=_new_id())
             m.addChild(s.user_x(codes))

@@ -29,6 +29,8 @@ class RoomConfig:
     max_occupants: int = 200
     whois: str = "moderators"
     change_subject: bool = False
+    # Whether groupchat messages go to the room's archive (XEP-0313) when the service has one.
+    archiving: bool = True
 
     @property
     def non_anonymous(self) -> bool:
@@ -39,7 +41,7 @@ class RoomConfig:
         return cls(persistent=muc.default_persistent, public=muc.default_public,
                    members_only=muc.default_members_only, moderated=muc.default_moderated,
                    max_occupants=muc.max_occupants, whois=muc.default_whois,
-                   change_subject=muc.default_change_subject)
+                   change_subject=muc.default_change_subject, archiving=muc.default_archiving)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -86,6 +88,7 @@ def config_form(config: RoomConfig, limit: int) -> domish.Element:
         whois,
         Field("muc#roomconfig_changesubject", "boolean", _bool(config.change_subject),
               "Occupants may change the subject"),
+        Field("muc#roomconfig_enablearchiving", "boolean", _bool(config.archiving), "Archive messages"),
     ])
 
 
@@ -108,6 +111,7 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
     boolean("muc#roomconfig_membersonly", "members_only")
     boolean("muc#roomconfig_moderatedroom", "moderated")
     boolean("muc#roomconfig_changesubject", "change_subject")
+    boolean("muc#roomconfig_enablearchiving", "archiving")
     password = config.password
     if "muc#roomconfig_roomsecret" in form.fields:
         password = form.value("muc#roomconfig_roomsecret") or ""

@@ -158,7 +158,8 @@ class MucService:
             if stanza.getAttribute("type") in ("result", "error"):
                 return None
             payload = next(iter(stanza.elements()), None)
-            if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM:
+            if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM \
+                    and room.archived:
                 work = self.archive.query(room, stanza, frm, self.router.route)
             else:
                 work = room.iq(stanza, frm, nick)

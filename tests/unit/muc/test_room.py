@@ -506,3 +506,31 @@ def test_a_groupchat_message_is_settled_when_its_archive_row_is_written():
     unarchived = World(archive_length=0)
     unarchived.room_with((ALICE, "Alice"))
     assert unarchived.service.route(el, JID.parse(ALICE), JID.parse(ROOM)) is None
+
+
+def test_archiving_is_a_room_switch_with_a_service_default():
+    """muc#roomconfig_enablearchiving turns the room's archive off and on: 170 on
+    joining only while on, 171/170 when it changes, no stanza-id, no MAM feature
+    and no archived message while off; default_archiving sets a new room's switch."""
+    w = World()
+    w.room_with((ALICE, "Alice"))
+    form = w.iq(ALICE, "get", f"<query xmlns='{OWNER}'/>").toXml()
+    assert "muc#roomconfig_enablearchiving" in form
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><query xmlns='{OWNER}'>"
+                        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_enablearchiving'>"
+                        "<value>0</value></field></x></query></iq>")
+    assert "171" in codes(to(out, ALICE, "message")[0])
+    assert "170" not in codes(w.join(BOB, "Bob")[-2])
+    assert "urn:xmpp:sid:0" not in w.say(ALICE, "unarchived")[0].toXml()
+    info = w.iq(BOB, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()
+    assert "urn:xmpp:mam:2" not in info
+    assert error(w.iq(BOB, "set", "<query xmlns='urn:xmpp:mam:2'/>")) == "service-unavailable"
+    w.configure(ALICE, enablearchiving="1")
+    w.say(ALICE, "archived")
+    out = w.send(BOB, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><query xmlns='urn:xmpp:mam:2'/></iq>")
+    assert len(out) == 2 and "archived" in out[0].toXml() and "unarchived" not in out[0].toXml()
+
+    off = World(default_archiving=False)
+    assert codes(off.join(ALICE, "Alice")[0]) == {"110", "201"}
+    off.instant()
+    assert "urn:xmpp:sid:0" not in off.say(ALICE, "one")[0].toXml()
