@@ -41,6 +41,10 @@ log = Logger()
 
 Send = Callable[[domish.Element, JID, JID], Any]
 
+# How long an iq passed on to an occupant waits for its answer, and how many may wait in a room.
+IQ_TIMEOUT = 60.0
+MAX_PENDING_IQS = 1000
+
 
 @dataclass
 class Occupant:
@@ -54,6 +58,17 @@ class Occupant:
     # Token bucket of the occupant's stanza rate.
     tokens: float = 0.0
     refilled: float = 0.0
+
+
+@dataclass
+class PendingIq:
+    """An iq passed on to an occupant (§17.3): where its answer goes back."""
+    asker: JID
+    asker_nick: str
+    asker_id: str | None
+    answerer: JID
+    answerer_nick: str
+    timeout: Any
 
 
 @dataclass
@@ -84,6 +99,8 @@ class Room:
         self.by_real: dict[JID, str] = {}
         self.history = History(limits.history_length)
         self.destroyed = False
+        # iqs passed on to occupants, by the id the room gave them.
+        self.pending_iqs: dict[str, PendingIq] = {}
         # Called when the room has no occupant and need not be kept.
         self.on_empty: Callable[[Room], None] = lambda room: None
         # Stamps a reflected message with its archive id and returns what to archive
@@ -313,12 +330,97 @@ class Room:
         target = self.occupants.get(nick)
         if target is None:
             raise StanzaError("item-not-found", "No occupant has that nickname")
+        self._may_address(occupant)
         self._throttle(occupant)
         pm = _copy_message(stanza, self._nick_jid(occupant.nick), target.real)
         pm.addChild(s.user_x())
         pm.addChild(s.occupant_id(occupant.occupant_id))
         self._send(pm, self._nick_jid(occupant.nick), target.real)
         return None
+
+    def _may_address(self, occupant: Occupant) -> None:
+        """muc#roomconfig_allowpm: may *occupant* send private messages and iqs to others?"""
+        allowed = {"anyone": ("visitor", "participant", "moderator"), "participants": ("participant", "moderator"),
+                   "moderators": ("moderator",), "none": ()}[self.config.allow_pm]
+        if occupant.role not in allowed:
+            raise StanzaError("forbidden", "This room does not let you address occupants privately")
+
+    # -- iq between occupants (§17.3) --------------------------------------------
+
+    def private_iq(self, stanza: domish.Element, frm: JID, nick: str) -> None:
+        """An iq get/set to an occupant's address: a self-ping is answered (XEP-0410),
+        anything else is passed on to the occupant's real JID from the asker's address."""
+        occupant = self.occupant_of(frm)
+        payload = next(iter(stanza.elements()), None)
+        if payload is None:
+            raise StanzaError("bad-request", "An iq needs a payload")
+        if occupant is None:
+            raise StanzaError("not-acceptable", "Only occupants may address occupants")
+        if occupant.nick == nick and stanza.getAttribute("type") == "get" and (payload.uri, payload.name) == (
+                ns.PING, "ping"):
+            reply = s.stanza("iq", self._nick_jid(nick), frm, "result", stanza.getAttribute("id"))
+            self._send(reply, self._nick_jid(nick), frm)
+            return
+        target = self.occupants.get(nick)
+        if target is None:
+            raise StanzaError("item-not-found", "No occupant has that nickname")
+        if target is not occupant:
+            self._may_address(occupant)
+        if len(self.pending_iqs) >= MAX_PENDING_IQS:
+            raise StanzaError("resource-constraint", "Too many queries are waiting in this room")
+        self._throttle(occupant)
+        # vCards belong to the account, not to the client (XEP-0054): asked of the bare JID.
+        answerer = target.real.bare if (payload.uri, payload.name) == (s.VCARD, "vCard") else target.real
+        new_id = _new_id()
+        asker_address = self._nick_jid(occupant.nick)
+        out = domish.Element((ns.CLIENT, "iq"))
+        out["from"] = asker_address.full()
+        out["to"] = answerer.full()
+        out["type"] = stanza["type"]
+        out["id"] = new_id
+        if stanza.getAttribute("xml:lang") is not None:
+            out["xml:lang"] = stanza["xml:lang"]
+        for c in stanza.children:
+            out.addChild(c)
+        timeout = self.clock.callLater(IQ_TIMEOUT, self._iq_timed_out, new_id)
+        self.pending_iqs[new_id] = PendingIq(frm, occupant.nick, stanza.getAttribute("id"), answerer, target.nick,
+                                             timeout)
+        self._send(out, asker_address, answerer)
+
+    def iq_answer(self, stanza: domish.Element, frm: JID, nick: str) -> None:
+        """A result or error to an occupant's address: the answer to an iq the room passed on."""
+        pending = self.pending_iqs.get(stanza.getAttribute("id") or "")
+        if pending is None or pending.answerer != frm or pending.asker_nick != nick:
+            return  # not an answer to anything the room asked: dropped, as answers are never answered
+        del self.pending_iqs[stanza["id"]]
+        if pending.timeout.active():
+            pending.timeout.cancel()
+        frm_address = self._nick_jid(pending.answerer_nick)
+        out = domish.Element((ns.CLIENT, "iq"))
+        out["from"] = frm_address.full()
+        out["to"] = pending.asker.full()
+        out["type"] = stanza["type"]
+        if pending.asker_id is not None:
+            out["id"] = pending.asker_id
+        for c in stanza.children:
+            out.addChild(c)
+        self._send(out, frm_address, pending.asker)
+
+    def _iq_timed_out(self, new_id: str) -> None:
+        pending = self.pending_iqs.pop(new_id, None)
+        if pending is None:
+            return
+        frm_address = self._nick_jid(pending.answerer_nick)
+        out = s.stanza("iq", frm_address, pending.asker, "error", pending.asker_id)
+        error = StanzaError("remote-server-timeout", "The occupant did not answer").to_element()
+        out.addChild(error)
+        self._send(out, frm_address, pending.asker)
+
+    def _cancel_pending_iqs(self) -> None:
+        for pending in self.pending_iqs.values():
+            if pending.timeout.active():
+                pending.timeout.cancel()
+        self.pending_iqs.clear()
 
     def _throttle(self, occupant: Occupant) -> None:
         now = self.clock.seconds()
@@ -435,12 +537,7 @@ class Room:
         key = (itype, payload.uri, payload.name)
         occupant = self.occupant_of(frm)
         if nick is not None:
-            if key == ("get", ns.PING, "ping"):
-                # XEP-0410: a client checks that it is still joined.
-                if occupant is None or occupant.nick != nick:
-                    raise StanzaError("not-acceptable", "You are not an occupant with this nickname")
-                return None
-            raise StanzaError("service-unavailable", "Occupants' addresses answer no queries here")
+            raise StanzaError("service-unavailable", "Queries to occupants go through private_iq")
         if key == ("get", ns.DISCO_INFO, "query"):
             if payload.getAttribute("node") == "x-roomuser-item":
                 return self._reserved_nick_info(frm)
@@ -734,6 +831,7 @@ class Room:
                     self._send_unavailable(occupant, other, [], destroy=notice)
         self.occupants.clear()
         self.by_real.clear()
+        self._cancel_pending_iqs()
         await self._persist(self)
         self.on_empty(self)
 
@@ -744,6 +842,7 @@ class Room:
                 self._send_unavailable(occupant, other, [s.SHUTDOWN] + ([s.SELF] if other is occupant else []))
         self.occupants.clear()
         self.by_real.clear()
+        self._cancel_pending_iqs()
 
     def _persist_later(self) -> None:
         background(self._persist(self), "muc room save")

@@ -15,6 +15,8 @@ from fedxmpp.features.forms import Field, Form, FormError
 from fedxmpp.muc.stanzas import ROOMCONFIG, ROOMINFO
 
 WHOIS = ("moderators", "anyone")
+# muc#roomconfig_allowpm: whose private messages and iqs to other occupants the room passes on.
+ALLOW_PM = ("anyone", "participants", "moderators", "none")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class RoomConfig:
     change_subject: bool = False
     # Whether groupchat messages go to the room's archive (XEP-0313) when the service has one.
     archiving: bool = True
+    allow_pm: str = "anyone"
 
     @property
     def non_anonymous(self) -> bool:
@@ -88,6 +91,10 @@ def config_form(config: RoomConfig, limit: int) -> domish.Element:
         whois,
         Field("muc#roomconfig_changesubject", "boolean", _bool(config.change_subject),
               "Occupants may change the subject"),
+        Field("muc#roomconfig_allowpm", "list-single", [config.allow_pm],
+              "Who may send private messages and queries to occupants",
+              options=[("anyone", "Anyone"), ("participants", "Participants and moderators"),
+                       ("moderators", "Moderators only"), ("none", "Nobody")]),
         Field("muc#roomconfig_enablearchiving", "boolean", _bool(config.archiving), "Archive messages"),
     ])
 
@@ -134,6 +141,11 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
         if whois not in WHOIS:
             raise FormError(f"muc#roomconfig_whois is one of {', '.join(WHOIS)}")
         values["whois"] = whois
+    if form.value("muc#roomconfig_allowpm"):
+        allow_pm = form.value("muc#roomconfig_allowpm")
+        if allow_pm not in ALLOW_PM:
+            raise FormError(f"muc#roomconfig_allowpm is one of {', '.join(ALLOW_PM)}")
+        values["allow_pm"] = allow_pm
     return dataclasses.replace(config, **values)
 
 

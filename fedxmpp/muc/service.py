@@ -156,6 +156,11 @@ class MucService:
             return room.message(stanza, frm, nick)
         elif stanza.name == "iq":
             if stanza.getAttribute("type") in ("result", "error"):
+                if nick is not None:
+                    room.iq_answer(stanza, frm, nick)
+                return None
+            if nick is not None:
+                room.private_iq(stanza, frm, nick)
                 return None
             payload = next(iter(stanza.elements()), None)
             if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM \

@@ -24,6 +24,8 @@ CONFERENCE = "jabber:x:conference"
 REGISTER = "jabber:iq:register"
 REGISTER_FORM = f"{MUC}#register"
 REQUEST = f"{MUC}#request"
+VCARD = "vcard-temp"
+VCARD_UPDATE = "vcard-temp:x:update"
 
 # Status codes (XEP-0045 §15.6).
 NON_ANONYMOUS = "100"

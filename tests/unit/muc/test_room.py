@@ -534,3 +534,47 @@ def test_archiving_is_a_room_switch_with_a_service_default():
     assert codes(off.join(ALICE, "Alice")[0]) == {"110", "201"}
     off.instant()
     assert "urn:xmpp:sid:0" not in off.say(ALICE, "one")[0].toXml()
+
+
+def test_an_iq_to_an_occupant_is_passed_on_and_its_answer_comes_back():
+    """§17.3: an iq from an occupant to another occupant's address goes to that
+    occupant's real JID (a vCard to the bare JID) from the asker's room address with
+    an id of the room's; the answer comes back to the asker from the occupant's room
+    address with the asker's id.  A stray answer is dropped; one never given ends in
+    <remote-server-timeout/>; non-occupants get <not-acceptable/>."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}/Bob' type='get' id='v1'>"
+                        "<query xmlns='jabber:iq:version'/></iq>")
+    assert len(out) == 1 and out[0]["to"] == BOB and out[0]["from"] == f"{ROOM}/Alice"
+    assert "jabber:iq:version" in out[0].toXml()
+    room_id = out[0]["id"]
+    assert w.send(CAROL, f"<iq xmlns='jabber:client' to='{ROOM}/Alice' type='result' id='{room_id}'/>") == []
+    back = w.send(BOB, f"<iq xmlns='jabber:client' to='{ROOM}/Alice' type='result' id='{room_id}'>"
+                       "<query xmlns='jabber:iq:version'><name>b</name></query></iq>")
+    assert len(back) == 1 and back[0]["to"] == ALICE and back[0]["from"] == f"{ROOM}/Bob"
+    assert back[0]["id"] == "v1" and back[0]["type"] == "result" and "<name>b</name>" in back[0].toXml()
+    assert w.send(BOB, f"<iq xmlns='jabber:client' to='{ROOM}/Alice' type='result' id='{room_id}'/>") == []
+
+    vcard = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}/Bob' type='get' id='c1'>"
+                          "<vCard xmlns='vcard-temp'/></iq>")
+    assert vcard[0]["to"] == "bob@example.test"
+    w.clock.advance(61)
+    timed_out = [o for o in w.router.sent if o["to"] == ALICE and o.getAttribute("id") == "c1"]
+    assert len(timed_out) == 1 and error(timed_out[0]) == "remote-server-timeout"
+    assert error(w.iq(CAROL, "get", "<ping xmlns='urn:xmpp:ping'/>", to=f"{ROOM}/Bob")) == "not-acceptable"
+
+
+def test_allowpm_limits_who_addresses_occupants_privately():
+    """muc#roomconfig_allowpm: with 'moderators', a participant's private message and
+    iq to another occupant are <forbidden/>, a moderator's pass; self-ping still works."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    assert w.configure(ALICE, allowpm="moderators")["type"] == "result"
+    assert error(w.iq(BOB, "get", "<query xmlns='jabber:iq:version'/>", to=f"{ROOM}/Alice")) == "forbidden"
+    assert error(w.say(BOB, "psst", to=f"{ROOM}/Alice", mtype="chat")[0]) == "forbidden"
+    assert w.iq(BOB, "get", "<ping xmlns='urn:xmpp:ping'/>", to=f"{ROOM}/Bob")["type"] == "result"
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}/Bob' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert out[0]["to"] == BOB
+    assert w.say(ALICE, "hi", to=f"{ROOM}/Bob", mtype="chat")[0]["to"] == BOB
+    assert error(w.configure(ALICE, allowpm="everybody")) == "not-acceptable"
