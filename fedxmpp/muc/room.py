@@ -47,6 +47,25 @@ MAX_PENDING_IQS = 1000
 
 
 @dataclass
+class Bucket:
+    """A token bucket: *rate* stanzas a second, bursts of *burst*."""
+    tokens: float
+    refilled: float
+
+    def take(self, now: float, rate: float, burst: int) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def wait(self, rate: float) -> float:
+        """Seconds until the next token, as of the last take."""
+        return max(0.0, (1.0 - self.tokens) / rate)
+
+
+@dataclass
 class Occupant:
     nick: str
     real: JID
@@ -55,9 +74,11 @@ class Occupant:
     # The client's own presence payload (show, status, caps...), re-sent to newcomers.
     payload: list[domish.Element] = field(default_factory=list)
     unavailable: bool = False
-    # Token bucket of the occupant's stanza rate.
-    tokens: float = 0.0
-    refilled: float = 0.0
+    # The occupant's rates of messages (and iqs) and of presence updates.
+    messages: Bucket = field(default_factory=lambda: Bucket(0.0, 0.0))
+    presences: Bucket = field(default_factory=lambda: Bucket(0.0, 0.0))
+    # A presence update held back by the rate, sent when it allows.
+    held_presence: Any = None
 
 
 @dataclass
@@ -164,7 +185,7 @@ class Room:
             occupant.payload = _payload(stanza)
             x = s.child(stanza, s.MUC, "x")
             if x is None:
-                self._broadcast_presence(occupant, id=stanza.getAttribute("id"))
+                self._presence_update(occupant, stanza.getAttribute("id"))
                 return
             # A join from an occupant (a client that lost track, e.g. after a reconnect):
             # it is sent the room again as on entering; the others see a presence update.
@@ -199,7 +220,8 @@ class Room:
             return self._refuse(stanza, frm, nick, "service-unavailable", "This room is full")
         now = self.clock.seconds()
         occupant = Occupant(nick, frm, default_role(affiliation, self.config.moderated), self._occupant_id(frm),
-                            _payload(stanza), tokens=float(self.limits.occupant_burst), refilled=now)
+                            _payload(stanza), Bucket(float(self.limits.occupant_burst), now),
+                            Bucket(float(self.limits.occupant_burst), now))
         # §7.2.3: the others' presence to the newcomer, the newcomer's to the others, then its own.
         for other in self.occupants.values():
             self._send_presence(other, occupant)
@@ -236,6 +258,10 @@ class Room:
     def _change_nick(self, stanza: domish.Element, occupant: Occupant, nick: str) -> None:
         if nick in self.occupants or self._reserved_by_other(nick, occupant.real):
             return self._refuse(stanza, occupant.real, nick, "conflict", "That nickname is in use")
+        if not occupant.presences.take(self.clock.seconds(), self.limits.occupant_rate, self.limits.occupant_burst):
+            return self._refuse(stanza, occupant.real, nick, "resource-constraint",
+                                "You are changing your nickname too fast; wait a moment")
+        self._drop_held_presence(occupant)  # the new nick's presence carries the latest payload
         old = occupant.nick
         for other in list(self.occupants.values()):
             codes = [s.NEW_NICK] + ([s.SELF] if other is occupant else [])
@@ -291,6 +317,7 @@ class Room:
             extra = [s.SELF] if other is occupant else []
             self._send_unavailable(occupant, other, codes + extra, reason=reason, actor=actor, destroy=destroy,
                                    payload=stanza_payload)
+        self._drop_held_presence(occupant)
         self.occupants.pop(occupant.nick, None)
         self.by_real.pop(occupant.real, None)
         if not self.occupants:
@@ -423,13 +450,32 @@ class Room:
         self.pending_iqs.clear()
 
     def _throttle(self, occupant: Occupant) -> None:
-        now = self.clock.seconds()
-        occupant.tokens = min(float(self.limits.occupant_burst),
-                              occupant.tokens + (now - occupant.refilled) * self.limits.occupant_rate)
-        occupant.refilled = now
-        if occupant.tokens < 1.0:
+        if not occupant.messages.take(self.clock.seconds(), self.limits.occupant_rate, self.limits.occupant_burst):
             raise StanzaError("resource-constraint", "You are sending too fast; wait a moment")
-        occupant.tokens -= 1.0
+
+    def _presence_update(self, occupant: Occupant, id: str | None) -> None:
+        """Broadcast *occupant*'s new presence, or, past its presence rate, hold it and
+        send the latest one when the rate allows: updates are coalesced, never refused
+        (a presence error would tell the client it left the room)."""
+        if occupant.held_presence is not None:
+            return  # the held broadcast will carry this newer payload
+        limits = self.limits
+        if occupant.presences.take(self.clock.seconds(), limits.occupant_rate, limits.occupant_burst):
+            self._broadcast_presence(occupant, id=id)
+            return
+        occupant.held_presence = self.clock.callLater(occupant.presences.wait(limits.occupant_rate),
+                                                      self._release_presence, occupant)
+
+    def _release_presence(self, occupant: Occupant) -> None:
+        occupant.held_presence = None
+        if self.occupants.get(occupant.nick) is occupant:
+            self._presence_update(occupant, None)
+
+    def _drop_held_presence(self, occupant: Occupant) -> None:
+        if occupant.held_presence is not None:
+            if occupant.held_presence.active():
+                occupant.held_presence.cancel()
+            occupant.held_presence = None
 
     def _groupchat(self, stanza: domish.Element, occupant: Occupant) -> Settled:
         subject = s.child(stanza, stanza.uri, "subject")
@@ -829,6 +875,8 @@ class Room:
             for other in self.occupants.values():
                 if other is not occupant:
                     self._send_unavailable(occupant, other, [], destroy=notice)
+        for occupant in self.occupants.values():
+            self._drop_held_presence(occupant)
         self.occupants.clear()
         self.by_real.clear()
         self._cancel_pending_iqs()
@@ -840,6 +888,8 @@ class Room:
         for occupant in list(self.occupants.values()):
             for other in self.occupants.values():
                 self._send_unavailable(occupant, other, [s.SHUTDOWN] + ([s.SELF] if other is occupant else []))
+        for occupant in self.occupants.values():
+            self._drop_held_presence(occupant)
         self.occupants.clear()
         self.by_real.clear()
         self._cancel_pending_iqs()

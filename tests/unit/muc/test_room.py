@@ -578,3 +578,33 @@ def test_allowpm_limits_who_addresses_occupants_privately():
     assert out[0]["to"] == BOB
     assert w.say(ALICE, "hi", to=f"{ROOM}/Bob", mtype="chat")[0]["to"] == BOB
     assert error(w.configure(ALICE, allowpm="everybody")) == "not-acceptable"
+
+
+def test_presence_updates_past_the_rate_are_coalesced():
+    """Presence updates share the occupant rate: past the burst they are held and the
+    latest one is broadcast once the rate allows (never an error, which would take the
+    client out); a nick change past the rate is refused with <resource-constraint/>;
+    a held update dies with its occupant."""
+    w = World(occupant_rate=1.0, occupant_burst=2)
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+
+    def status(text: str, frm: str = BOB, nick: str = "Bob") -> list[domish.Element]:
+        return w.send(frm, f"<presence xmlns='jabber:client' to='{ROOM}/{nick}'><status>{text}</status></presence>")
+
+    assert len(status("one")) == 2 and len(status("two")) == 2
+    assert status("three") == [] and status("four") == []
+    before = len(w.router.sent)
+    w.clock.advance(1)
+    released = w.router.sent[before:]
+    assert len(released) == 2 and all("four" in p.toXml() for p in released)
+    assert {p["to"] for p in released} == {ALICE, BOB}
+    w.clock.advance(10)
+    assert len(w.router.sent) == before + 2
+    w.clock.advance(10)  # full burst again
+    assert len(status("a")) == 2 and len(status("b")) == 2
+    assert error(status("c", nick="Robert")[0]) == "resource-constraint"
+    status("held")
+    w.send(BOB, f"<presence xmlns='jabber:client' to='{ROOM}/Bob' type='unavailable'/>")
+    before = len(w.router.sent)
+    w.clock.advance(5)
+    assert len(w.router.sent) == before
