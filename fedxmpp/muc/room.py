@@ -21,6 +21,7 @@ from fedxmpp.config import MucConfig
 from fedxmpp.features import forms
 from fedxmpp.features._shared import background
 from fedxmpp.features.forms import FormError
+from fedxmpp.muc import avatar
 from fedxmpp.muc import stanzas as s
 from fedxmpp.muc.affiliations import (
     AFFILIATIONS,
@@ -102,7 +103,7 @@ class Room:
     def __init__(self, jid: JID, config: RoomConfig, limits: MucConfig, clock: Any, send: Send,
                  persist: Callable[[Room], Awaitable[None]], *, affiliations: dict[str, str] | None = None,
                  subject: Subject | None = None, salt: str | None = None, locked: bool = False,
-                 nicks: dict[str, str] | None = None) -> None:
+                 nicks: dict[str, str] | None = None, vcard: str | None = None) -> None:
         self.jid = jid
         self.config = config
         self.limits = limits
@@ -120,6 +121,9 @@ class Room:
         self.by_real: dict[JID, str] = {}
         self.history = History(limits.history_length)
         self.destroyed = False
+        # The room's vCard (XEP-0054), as stored, and the hash of its photo ("" for none).
+        self.vcard: str | None = vcard
+        self.avatar_hash = avatar.photo_hash(avatar.load(vcard)) if vcard else ""
         # iqs passed on to occupants, by the id the room gave them.
         self.pending_iqs: dict[str, PendingIq] = {}
         # Called when the room has no occupant and need not be kept.
@@ -243,6 +247,8 @@ class Room:
         if created:
             codes.append(s.CREATED)
         self._send_presence(occupant, occupant, codes, id=stanza.getAttribute("id"))
+        if self.avatar_hash:
+            self._send_room_presence(occupant)
         # §7.2.15: history, then the subject (always, empty or not).
         for entry in self.history.select(Request.from_join(x), now, self.limits.history_length):
             message = _readdressed(entry.message, frm)
@@ -594,6 +600,8 @@ class Room:
             return await (self._register_get(frm) if itype == "get" else self._register_set(payload, frm))
         if key == ("get", ns.DISCO_ITEMS, "query"):
             return domish.Element((ns.DISCO_ITEMS, "query"))
+        if (payload.uri, payload.name) == (s.VCARD, "vCard") and itype in ("get", "set"):
+            return self._vcard_get() if itype == "get" else await self._vcard_set(payload, frm)
         if key == ("get", ns.PING, "ping"):
             return None
         if payload.uri == s.ADMIN and payload.name == "query" and itype in ("get", "set"):
@@ -609,12 +617,42 @@ class Room:
         identity["type"] = "text"
         identity["name"] = self.config.name or (self.jid.user or "")
         archived = [s.MAM, s.SID] if self.archived else []
-        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, s.REGISTER, *archived,
+        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, s.REGISTER, s.VCARD,
+                               *archived,
                                "http://jabber.org/protocol/muc#self-ping-optimization",
                                *self.config.disco_features()]):
             query.addElement("feature")["var"] = feature
-        query.addChild(info_form(self.config, len(self.occupants), self.subject.text))
+        query.addChild(info_form(self.config, len(self.occupants), self.subject.text, self.avatar_hash))
         return query
+
+    # the room's vCard and avatar -------------------------------------------------------
+
+    def _vcard_get(self) -> domish.Element:
+        return avatar.load(self.vcard) if self.vcard else domish.Element((s.VCARD, "vCard"))
+
+    async def _vcard_set(self, payload: domish.Element, frm: JID) -> None:
+        if self.affiliation(frm) != "owner":
+            raise StanzaError("forbidden", "Only owners may set the room's vCard")
+        stored = avatar.dump(payload)
+        if len(stored.encode("utf-8")) > self.limits.vcard_max_size:
+            raise StanzaError("policy-violation",
+                              f"A room's vCard may be at most {self.limits.vcard_max_size} bytes")
+        new_hash = avatar.photo_hash(payload)
+        empty = not any(True for _ in payload.elements())
+        self.vcard = None if empty else stored
+        changed = new_hash != self.avatar_hash
+        self.avatar_hash = new_hash
+        if self.config.persistent:
+            await self._persist(self)
+        if changed:
+            for occupant in list(self.occupants.values()):
+                self._send_room_presence(occupant)
+
+    def _send_room_presence(self, to: Occupant) -> None:
+        """The room's own presence, carrying its avatar hash (XEP-0153)."""
+        p = s.stanza("presence", self.jid, to.real)
+        p.addChild(avatar.update_x(self.avatar_hash))
+        self._send(p, self.jid, to.real)
 
     # admin protocol (§8, §9) ------------------------------------------------------------
 

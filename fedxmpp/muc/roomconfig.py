@@ -149,8 +149,9 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
     return dataclasses.replace(config, **values)
 
 
-def info_form(config: RoomConfig, occupants: int, subject: str) -> domish.Element:
-    return forms.build("result", ROOMINFO, [
+def info_form(config: RoomConfig, occupants: int, subject: str, avatar_hash: str = "") -> domish.Element:
+    avatar = [Field("muc#roominfo_avatarhash", None, [avatar_hash], "Avatar hash")] if avatar_hash else []
+    return forms.build("result", ROOMINFO, [*avatar,
         Field("muc#roominfo_description", None, [config.description], "Description"),
         Field("muc#roomconfig_roomname", None, [config.name], "Name"),
         Field("muc#roominfo_occupants", None, [str(occupants)], "Number of occupants"),

@@ -57,7 +57,8 @@ class MucService:
             room = self._new_room(stored.room, RoomConfig.from_json(stored.config, self.config),
                                   affiliations=json.loads(stored.affiliations),
                                   subject=Subject(state.get("subject", ""), state.get("by", "")),
-                                  salt=state.get("salt"), nicks=state.get("nicks", {}))
+                                  salt=state.get("salt"), nicks=state.get("nicks", {}),
+                                  vcard=state.get("vcard"))
             self.rooms[stored.room] = room
         log.info("MUC {domain}: {count} persistent rooms loaded", domain=self.domain, count=len(self.rooms))
 
@@ -221,4 +222,4 @@ class MucService:
         await self.store.save(StoredRoom(
             self.domain, name, room.config.to_json(), json.dumps(room.affiliations, sort_keys=True),
             json.dumps({"subject": room.subject.text, "by": room.subject.by, "salt": room.salt,
-                        "nicks": room.nicks}, sort_keys=True)))
+                        "nicks": room.nicks, "vcard": room.vcard}, sort_keys=True)))

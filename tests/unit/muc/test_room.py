@@ -608,3 +608,43 @@ def test_presence_updates_past_the_rate_are_coalesced():
     before = len(w.router.sent)
     w.clock.advance(5)
     assert len(w.router.sent) == before
+
+
+def test_room_vcard_avatar_is_set_by_owners_and_announced():
+    """XEP-0054 on the room's JID: anyone gets it, only owners set it, a too large one
+    gets <policy-violation/>; its photo's SHA-1 is announced in presence from the room's
+    bare JID (XEP-0153) to occupants and joiners, and in muc#roominfo_avatarhash
+    (XEP-0486); a persistent room keeps it over a restart; an empty vCard removes it."""
+    import base64
+    import hashlib
+    store = MemoryMucStore()
+    w = World(store, vcard_max_size=2048)
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    w.configure(ALICE, persistentroom="1")
+    empty = w.iq(BOB, "get", "<vCard xmlns='vcard-temp'/>")
+    assert empty["type"] == "result" and "vcard-temp" in empty.toXml()
+    photo = b"\x89PNG fake image"
+    vcard = (f"<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{base64.b64encode(photo).decode()}"
+             "</BINVAL></PHOTO></vCard>")
+    assert error(w.iq(BOB, "set", vcard)) == "forbidden"
+    big = f"<vCard xmlns='vcard-temp'><PHOTO><BINVAL>{'A' * 4000}</BINVAL></PHOTO></vCard>"
+    assert error(w.iq(ALICE, "set", big)) == "policy-violation"
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'>{vcard}</iq>")
+    digest = hashlib.sha1(photo).hexdigest()
+    announced = [o for o in out if o.name == "presence"]
+    assert {p["to"] for p in announced} == {ALICE, BOB} and all(p["from"] == ROOM for p in announced)
+    assert all(f"<photo>{digest}</photo>" in p.toXml() and "vcard-temp:x:update" in p.toXml() for p in announced)
+    assert base64.b64encode(photo).decode() in w.iq(CAROL, "get", "<vCard xmlns='vcard-temp'/>").toXml()
+    info = w.iq(CAROL, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()
+    assert "muc#roominfo_avatarhash" in info and digest in info and "vcard-temp" in info
+    joined = w.join(CAROL, "Carol")
+    assert any(p["from"] == ROOM and digest in p.toXml() for p in joined)
+
+    again = World(store)
+    assert base64.b64encode(photo).decode() in again.iq(CAROL, "get", "<vCard xmlns='vcard-temp'/>").toXml()
+    assert again.service.rooms["lobby"].avatar_hash == digest
+    again.join(ALICE, "Alice")
+    out = again.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><vCard xmlns='vcard-temp'/></iq>")
+    assert any(p.name == "presence" and "<photo/>" in p.toXml() for p in out)
+    assert "muc#roominfo_avatarhash" not in again.iq(CAROL, "get",
+                                                     "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()
