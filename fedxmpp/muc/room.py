@@ -224,8 +224,8 @@ class Room:
             return self._refuse(stanza, frm, nick, "service-unavailable", "This room is full")
         now = self.clock.seconds()
         occupant = Occupant(nick, frm, default_role(affiliation, self.config.moderated), self._occupant_id(frm),
-                            _payload(stanza), Bucket(float(self.limits.occupant_burst), now),
-                            Bucket(float(self.limits.occupant_burst), now))
+                            _payload(stanza), messages=Bucket(float(self.limits.occupant_burst), now),
+                            presences=Bucket(float(self.limits.occupant_burst), now))
         # §7.2.3: the others' presence to the newcomer, the newcomer's to the others, then its own.
         for other in self.occupants.values():
             self._send_presence(other, occupant)
@@ -552,8 +552,9 @@ class Room:
             ox = out.addChild(s.user_x())
             d = ox.addElement("decline")
             d["from"] = frm.bare.full()
-            if s.child(decline, s.USER, "reason") is not None:
-                d.addElement("reason", content=s.text(s.child(decline, s.USER, "reason")))
+            reason = None if decline is None else s.child(decline, s.USER, "reason")
+            if reason is not None:
+                d.addElement("reason", content=s.text(reason))
             self._send(out, self.jid, to)
             return
         if occupant is None:
@@ -601,7 +602,10 @@ class Room:
         if key == ("get", ns.DISCO_ITEMS, "query"):
             return domish.Element((ns.DISCO_ITEMS, "query"))
         if (payload.uri, payload.name) == (s.VCARD, "vCard") and itype in ("get", "set"):
-            return self._vcard_get() if itype == "get" else await self._vcard_set(payload, frm)
+            if itype == "get":
+                return self._vcard_get()
+            await self._vcard_set(payload, frm)
+            return None
         if key == ("get", ns.PING, "ping"):
             return None
         if payload.uri == s.ADMIN and payload.name == "query" and itype in ("get", "set"):
@@ -933,7 +937,9 @@ class Room:
         self._cancel_pending_iqs()
 
     def _persist_later(self) -> None:
-        background(self._persist(self), "muc room save")
+        async def save() -> None:
+            await self._persist(self)
+        background(save(), "muc room save")
 
 
 def _payload(stanza: domish.Element) -> list[domish.Element]:

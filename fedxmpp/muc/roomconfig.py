@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.words.xish import domish
 
@@ -103,7 +104,7 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
     """*config* changed by the submitted *form*; FormError for a value that cannot be."""
     if form.form_type not in (None, ROOMCONFIG):
         raise FormError(f"the form is not {ROOMCONFIG}")
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
 
     def boolean(var: str, key: str) -> None:
         if var in form.fields and form.fields[var].values:

@@ -172,6 +172,7 @@ class MucService:
             d = defer.Deferred.fromCoroutine(work)
             d.addCallbacks(lambda payload: self._result(stanza, frm, to, payload),
                            lambda failure: self._iq_failed(failure, stanza, frm, to))
+        return None
 
     def _iq_failed(self, failure: Any, stanza: domish.Element, frm: JID, to: JID) -> None:
         if failure.check(StanzaError):
@@ -210,7 +211,11 @@ class MucService:
             if self.store is not None and not room.destroyed:
                 # A temporary room ends with its last occupant, and so does its archive: a new
                 # room of the same name must not show it.
-                background(self.store.delete(self.domain, name, with_archive=True), "MUC room end")
+                background(self._forget(name), "MUC room end")
+
+    async def _forget(self, name: str) -> None:
+        if self.store is not None:
+            await self.store.delete(self.domain, name, with_archive=True)
 
     async def _save(self, room: Room) -> None:
         if self.store is None:
