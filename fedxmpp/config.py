@@ -392,6 +392,11 @@ class MucConfig:
     # "moderators" (semi-anonymous) or "anyone" (non-anonymous).
     default_whois: str = "moderators"
     default_change_subject: bool = False
+    # Whether a new room archives its messages (muc#roomconfig_enablearchiving);
+    # nothing is archived while archive_length = 0.
+    default_archiving: bool = True
+    # The largest vCard (avatar included) an owner may give a room, in bytes.
+    vcard_max_size: int = 65536
 
 
 @dataclass(frozen=True)
@@ -851,6 +856,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("occupant_rate", "must be positive")
         if not 1 <= obj.occupant_burst <= 100_000:
             raise bad("occupant_burst", "must be between 1 and 100000")
+        if not 1024 <= obj.vcard_max_size <= 1 << 20:
+            raise bad("vcard_max_size", "must be between 1024 and 1048576 bytes")
         if obj.default_whois not in MUC_WHOIS:
             raise bad("default_whois", f"must be one of {', '.join(map(repr, MUC_WHOIS))}, "
                                        f"got {obj.default_whois!r}")
