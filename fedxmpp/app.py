@@ -14,9 +14,11 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
+from twisted.web.server import Site
 
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
+from fedxmpp.admin.metrics import MetricsResource, ReactorLag, metrics_root, registry
 from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
@@ -106,6 +108,11 @@ class FedXmpp(MultiService):
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
         self.session_clock = SessionClock(self)
+        # Prometheus metrics at /metrics on the HTTP listener and on [metrics] listen.
+        self.reactor_lag = ReactorLag(reactor)
+        self.metrics = MetricsResource(registry(self, self.reactor_lag), config.metrics.allow,
+                                       self.http.client_address)
+        self.http.add(b"metrics", self.metrics)
         self.ports: list[Any] = []
         self.ready: defer.Deferred[None] = defer.Deferred()
 
@@ -177,6 +184,16 @@ class FedXmpp(MultiService):
                 self.ports.append(port)
                 log.info("Listening for HTTP ({kind}) on {address}", kind="TLS" if key == "tls_listen" else "plain",
                          address=port.getHost())
+        metrics_site = Site(metrics_root(self.metrics))
+        metrics_site.displayTracebacks = False
+        for description in self.config.metrics.listen:
+            try:
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(metrics_site)
+            except CannotListenError as e:
+                raise StartupError(f"{self.config.source}: metrics.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("Serving metrics on {address}", address=port.getHost())
+        self.reactor_lag.start()
         try:
             await self.s2s.listen()
         except ListenError as e:
@@ -196,6 +213,7 @@ class FedXmpp(MultiService):
             self.reactor.stop()
 
     async def _stop(self) -> None:
+        self.reactor_lag.stop()
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
         self.ports.clear()
         await self.s2s.stop_listening()

@@ -339,6 +339,19 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics at ``/metrics`` on the HTTP listener, and on listeners of
+    their own (for a server without an HTTP listener)."""
+
+    # Plain HTTP listeners that serve only /metrics; none by default.
+    listen: tuple[str, ...] = ()
+    # Addresses or networks allowed to read the metrics (they reveal how many users
+    # are online); anyone else gets 403.  Behind a trusted proxy ([http]
+    # trusted_proxies) the client's forwarded address is the one checked.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+
+
+@dataclass(frozen=True)
 class UploadConfig:
     """XEP-0363 HTTP upload at a domain of its own (off while domain is empty)."""
 
@@ -413,6 +426,7 @@ class Config:
     external_services: ExternalServicesConfig = field(default_factory=ExternalServicesConfig)
     proxy65: Proxy65Config = field(default_factory=Proxy65Config)
     http: HttpConfig = field(default_factory=HttpConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     muc: MucConfig = field(default_factory=MucConfig)
 
@@ -442,6 +456,7 @@ _SECTIONS: dict[str, type] = {
     "external_services": ExternalServicesConfig,
     "proxy65": Proxy65Config,
     "http": HttpConfig,
+    "metrics": MetricsConfig,
     "upload": UploadConfig,
     "muc": MucConfig,
 }
@@ -813,6 +828,13 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 ipaddress.ip_network(text, strict=False)
             except ValueError:
                 raise bad("trusted_proxies", f"{text!r} is not an IP address or network") from None
+    elif isinstance(obj, MetricsConfig):
+        _check_endpoints(bad, "listen", obj.listen, "tcp:9090:interface=127.0.0.1")
+        for text in obj.allow:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise bad("allow", f"{text!r} is not an IP address or network") from None
     elif isinstance(obj, UploadConfig):
         _check_service_domain(obj.domain, bad)
         if not 1 <= obj.max_size <= 1024 ** 4:

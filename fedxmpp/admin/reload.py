@@ -35,6 +35,7 @@ RELOADABLE: dict[str, frozenset[str]] = {
                        "block_time"}),
     # The components' secrets and settings; adding or removing one needs a restart.
     "components": frozenset({"component", "handshake_timeout", "idle_timeout", "keepalive_interval"}),
+    "metrics": frozenset({"allow"}),
 }
 
 
@@ -63,6 +64,7 @@ def reload(app: FedXmpp) -> ReloadResult:
     app.components.reconfigure(effective)
     app.config = app.features.config = app.c2s.config = effective
     app.s2s.ctx.limits = effective.limits
+    app.metrics.allow_only(effective.metrics.allow)
     log.info("Reloaded {source}: certificates{changed}", source=old.source,
              changed="".join(f", {key}" for key in result.applied))
     if result.refused:

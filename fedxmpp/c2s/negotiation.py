@@ -260,9 +260,11 @@ class ClientStreamHandler:
             stream.write(f"<success xmlns='{ns.SASL}'>{extra}</success>")
             log.info("Authenticated {user}@{domain} with {mechanism}", user=result.user, domain=stream.domain,
                      mechanism=mechanism.name)
+            self._count_login(mechanism, "ok")
             stream.restart()
         elif isinstance(result, sasl.Failure):
             self._mechanism = None
+            self._count_login(mechanism, "failed")
             throttle = self.ctx.auth_throttle
             delay = 0.0
             if result.condition == "not-authorized" and throttle is not None:
@@ -273,6 +275,10 @@ class ClientStreamHandler:
                 self.ctx.clock.callLater(delay, self._delayed_failure, stream, result.condition, result.text)
             else:
                 self._sasl_failure(stream, result.condition, result.text)
+
+    def _count_login(self, mechanism: sasl.Mechanism, outcome: str) -> None:
+        key = (mechanism.name, outcome)
+        self.ctx.logins[key] = self.ctx.logins.get(key, 0) + 1
 
     def _delayed_failure(self, stream: ServerStream, condition: str, text: str | None) -> None:
         self._sasl_busy = False
