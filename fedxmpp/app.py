@@ -18,6 +18,7 @@ from twisted.web.server import Site
 
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
+from fedxmpp.admin.adhoc import AdHocCommands
 from fedxmpp.admin.metrics import MetricsResource, ReactorLag, metrics_root, registry
 from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
@@ -108,6 +109,8 @@ class FedXmpp(MultiService):
         self.s2s = Federation(config, self.router, self.certificates, reactor)
         self.router.set_default(self.s2s.outgoing)
         self.session_clock = SessionClock(self)
+        # XEP-0050 ad-hoc commands: the XEP-0133 set for [server] admins.
+        self.adhoc = AdHocCommands(self)
         # Prometheus metrics at /metrics on the HTTP listener and on [metrics] listen.
         self.reactor_lag = ReactorLag(reactor)
         self.metrics = MetricsResource(registry(self, self.reactor_lag), config.metrics.allow,

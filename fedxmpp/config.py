@@ -40,6 +40,9 @@ class ServerConfig:
     # The listen backlog of every TCP listener whose endpoint string sets none
     # (the kernel caps it at net.core.somaxconn).
     listen_backlog: int = 511
+    # Bare JIDs of the hosted domains' users who may run the XEP-0133 service
+    # administration commands (XEP-0050 ad-hoc commands).
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -689,6 +692,15 @@ def _validate(source: str, section: str, obj: Any) -> None:
             if canon in seen:
                 raise bad("domains", f"{d!r} is listed twice")
             seen.add(canon)
+        for admin in obj.admins:
+            try:
+                parsed = JID.parse(admin)
+            except InvalidJID as e:
+                raise bad("admins", f"{admin!r} is not a valid JID ({e})") from None
+            if parsed.resource is not None or parsed.user is None or parsed.full() != admin:
+                raise bad("admins", f"{admin!r} must be a bare JID in canonical form (user@domain)")
+            if parsed.host not in obj.domains:
+                raise bad("admins", f"{admin!r} is not at a hosted domain")
     elif isinstance(obj, StorageConfig):
         if obj.url and not obj.url.startswith("sqlite:///"):
             raise bad("url", f"unsupported storage {obj.url.split(':', 1)[0]!r} (supported: sqlite:///PATH)")

@@ -28,6 +28,7 @@ log = Logger()
 
 # section -> keys whose new value a running server takes; "*" = every key.
 RELOADABLE: dict[str, frozenset[str]] = {
+    "server": frozenset({"admins"}),
     "limits": frozenset({"*"}),
     "c2s": frozenset({"auth_timeout", "idle_timeout", "keepalive_interval", "sm_resume_timeout", "sm_max_queue",
                       "sm_ack_request_every", "sm_ack_request_delay", "sm_max_ack_delay"}),
