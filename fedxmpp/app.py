@@ -19,6 +19,7 @@ from twisted.web.server import Site
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
 from fedxmpp.admin.adhoc import AdHocCommands
+from fedxmpp.admin.logs import LogLevels
 from fedxmpp.admin.metrics import MetricsResource, ReactorLag, metrics_root, registry
 from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
@@ -58,6 +59,8 @@ class FedXmpp(MultiService):
         self.config = config
         self.reactor = reactor
         self.hooks = Hooks()
+        # [log] level, applied to twistd's log observer by fedxmpp.tap once the reactor runs.
+        self.log_levels = LogLevels(config.log.level)
         self.router = Router(config.server.domains)
         self.sessions = SessionManager()
         self.delivery = LocalDelivery(self.hooks, self.sessions, self.router)

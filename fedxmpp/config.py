@@ -341,6 +341,20 @@ class HttpConfig:
     trusted_proxies: tuple[str, ...] = ()
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """What the server logs (where is twistd's choice: --logfile, stdout with -n, --syslog)."""
+
+    # The least severe events written: "debug", "info", "warn" or "error".
+    level: str = "info"
+    # "text" (twistd's lines) or "json" (one JSON object per line).
+    format: str = "text"
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     """Prometheus metrics at ``/metrics`` on the HTTP listener, and on listeners of
@@ -430,6 +444,7 @@ class Config:
     proxy65: Proxy65Config = field(default_factory=Proxy65Config)
     http: HttpConfig = field(default_factory=HttpConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     muc: MucConfig = field(default_factory=MucConfig)
 
@@ -460,6 +475,7 @@ _SECTIONS: dict[str, type] = {
     "proxy65": Proxy65Config,
     "http": HttpConfig,
     "metrics": MetricsConfig,
+    "log": LogConfig,
     "upload": UploadConfig,
     "muc": MucConfig,
 }
@@ -840,6 +856,11 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 ipaddress.ip_network(text, strict=False)
             except ValueError:
                 raise bad("trusted_proxies", f"{text!r} is not an IP address or network") from None
+    elif isinstance(obj, LogConfig):
+        if obj.level not in LOG_LEVELS:
+            raise bad("level", f"must be one of {', '.join(map(repr, LOG_LEVELS))}, got {obj.level!r}")
+        if obj.format not in LOG_FORMATS:
+            raise bad("format", f"must be 'text' or 'json', got {obj.format!r}")
     elif isinstance(obj, MetricsConfig):
         _check_endpoints(bad, "listen", obj.listen, "tcp:9090:interface=127.0.0.1")
         for text in obj.allow:

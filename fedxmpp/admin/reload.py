@@ -37,6 +37,7 @@ RELOADABLE: dict[str, frozenset[str]] = {
     # The components' secrets and settings; adding or removing one needs a restart.
     "components": frozenset({"component", "handshake_timeout", "idle_timeout", "keepalive_interval"}),
     "metrics": frozenset({"allow"}),
+    "log": frozenset({"level"}),
 }
 
 
@@ -66,6 +67,7 @@ def reload(app: FedXmpp) -> ReloadResult:
     app.config = app.features.config = app.c2s.config = effective
     app.s2s.ctx.limits = effective.limits
     app.metrics.allow_only(effective.metrics.allow)
+    app.log_levels.set_level(effective.log.level)
     log.info("Reloaded {source}: certificates{changed}", source=old.source,
              changed="".join(f", {key}" for key in result.applied))
     if result.refused:

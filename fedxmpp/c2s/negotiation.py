@@ -208,6 +208,9 @@ class ClientStreamHandler:
             except KeyError:
                 self._sasl_failure(stream, "invalid-mechanism", None)
                 return
+            # The mechanism's name only: its messages may carry a password (PLAIN).
+            log.debug("SASL {mechanism} started for {domain} from {peer}", mechanism=name, domain=stream.domain,
+                      peer=_peer_host(stream))
             self._sasl_step(stream, element)
         elif element.name == "response":
             if self._mechanism is None:
