@@ -14,9 +14,13 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
+from twisted.web.server import Site
 
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
+from fedxmpp.admin.adhoc import AdHocCommands
+from fedxmpp.admin.logs import LogLevels
+from fedxmpp.admin.metrics import MetricsResource, ReactorLag, metrics_root, registry
 from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.context import C2SContext
@@ -59,6 +63,8 @@ class FedXmpp(MultiService):
         self.config = config
         self.reactor = reactor
         self.hooks = Hooks()
+        # [log] level, applied to twistd's log observer by fedxmpp.tap once the reactor runs.
+        self.log_levels = LogLevels(config.log.level)
         self.router = Router(config.server.domains)
         self.sessions = SessionManager()
         self.delivery = LocalDelivery(self.hooks, self.sessions, self.router)
@@ -114,6 +120,13 @@ class FedXmpp(MultiService):
         self.s2s = Federation(config, self.router, self.certificates, reactor, resolver=resolver)
         self.router.set_default(self.s2s.outgoing)
         self.session_clock = SessionClock(self)
+        # XEP-0050 ad-hoc commands: the XEP-0133 set for [server] admins.
+        self.adhoc = AdHocCommands(self)
+        # Prometheus metrics at /metrics on the HTTP listener and on [metrics] listen.
+        self.reactor_lag = ReactorLag(reactor)
+        self.metrics = MetricsResource(registry(self, self.reactor_lag), config.metrics.allow,
+                                       self.http.client_address)
+        self.http.add(b"metrics", self.metrics)
         self.ports: list[Any] = []
         self.ready: defer.Deferred[None] = defer.Deferred()
         if storage is not None:
@@ -193,6 +206,16 @@ class FedXmpp(MultiService):
                 self.ports.append(port)
                 log.info("Listening for HTTP ({kind}) on {address}", kind="TLS" if key == "tls_listen" else "plain",
                          address=port.getHost())
+        metrics_site = Site(metrics_root(self.metrics))
+        metrics_site.displayTracebacks = False
+        for description in self.config.metrics.listen:
+            try:
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(metrics_site)
+            except CannotListenError as e:
+                raise StartupError(f"{self.config.source}: metrics.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("Serving metrics on {address}", address=port.getHost())
+        self.reactor_lag.start()
         try:
             await self.s2s.listen()
         except ListenError as e:
@@ -212,6 +235,7 @@ class FedXmpp(MultiService):
             self.reactor.stop()
 
     async def _stop(self) -> None:
+        self.reactor_lag.stop()
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
         self.ports.clear()
         await self.s2s.stop_listening()

@@ -3,7 +3,7 @@ import it without importing the listeners that build them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import interfaces
@@ -30,3 +30,5 @@ class C2SContext:
     sm: Any = None
     # fedxmpp.c2s.throttle.AuthThrottle: failed authentications per address.
     auth_throttle: Any = None
+    #: Completed SASL exchanges by (mechanism, "ok" or "failed"), for the metrics.
+    logins: dict[tuple[str, str], int] = field(default_factory=dict)

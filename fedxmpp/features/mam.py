@@ -465,6 +465,10 @@ class Archive:
         self._stamped: weakref.WeakKeyDictionary[domish.Element, domish.Element] = weakref.WeakKeyDictionary()
         self.purger: task.LoopingCall | None = None
 
+    def _backlog(self, backlog: dict[str, int]) -> bool:
+        backlog["archive"] = len(self.queue)
+        return False
+
     def register(self, hooks: Hooks) -> None:
         self.ctx.disco.account_features.update((MAM, MAM_EXTENDED, SID))
         hooks.add("message/bare", self._incoming, step="archive")
@@ -478,6 +482,7 @@ class Archive:
         hooks.add("account/removed", self.prefs.forget)
         hooks.add("storage/flush", lambda _: self.queue.flushed())
         hooks.add("storage/hurry", lambda _: self.queue.hurry())
+        hooks.add("metrics/backlog", self._backlog)
         if self.retention_days > 0:
             self.purger = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self.purge()).addErrback(
                 lambda f: log.failure("Purging the archive failed", f)))

@@ -102,6 +102,7 @@ class OfflineMessages:
         ctx.hooks.add("message/bare", self._message_bare, step="offline")
         ctx.hooks.add("c2s/unacked", self._unacked)
         ctx.hooks.add("storage/flush", self._closing)
+        ctx.hooks.add("metrics/backlog", self._backlog)
         if quota > 0:
             ctx.disco.server_features.add(MSGOFFLINE)
 
@@ -114,6 +115,10 @@ class OfflineMessages:
         after: Deferred[bool] = Deferred()
         flush.held.append(after)
         return after
+
+    def _backlog(self, backlog: dict[str, int]) -> bool:
+        backlog["offline"] = len(self._storing)
+        return False
 
     def _closing(self, _: object) -> Deferred[object]:
         return DeferredList(list(self._storing))
