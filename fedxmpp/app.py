@@ -14,25 +14,32 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
+from twisted.web.server import Site
 
 from fedxmpp import features
 from fedxmpp.admin import server as admin_server
+from fedxmpp.admin.adhoc import AdHocCommands
+from fedxmpp.admin.logs import LogLevels
+from fedxmpp.admin.metrics import MetricsResource, ReactorLag, metrics_root, registry
 from fedxmpp.admin.status import SessionClock
 from fedxmpp.c2s.csi import ClientStateIndication
-from fedxmpp.c2s.service import C2SContext, C2SFactory, direct_tls_factory
+from fedxmpp.c2s.context import C2SContext
+from fedxmpp.c2s.service import C2SFactory, direct_tls_factory
 from fedxmpp.c2s.sm import StreamManagement
 from fedxmpp.c2s.throttle import AuthThrottle
-from fedxmpp.component.service import ComponentFactory, Components
+from fedxmpp.component.context import Components
+from fedxmpp.component.service import ComponentFactory
 from fedxmpp.config import Config, check_certificates_dir, with_backlog
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.http.listener import HttpService, tls_factory
 from fedxmpp.im import service as im_service
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.proxy65.service import Proxy65
 from fedxmpp.muc.service import MucService
 from fedxmpp.router import Router
+from fedxmpp.s2s.resolver import S2SResolver
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
 from fedxmpp.tls import CertificateStore
@@ -50,23 +57,28 @@ SETTLE_GRACE = 2.0
 class FedXmpp(MultiService):
     """One server process: every transport around one router."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, *, storage: Storage | None = None,
+                 certificates: CertificateStore | None = None, resolver: S2SResolver | None = None) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.hooks = Hooks()
+        # [log] level, applied to twistd's log observer by fedxmpp.tap once the reactor runs.
+        self.log_levels = LogLevels(config.log.level)
         self.router = Router(config.server.domains)
         self.sessions = SessionManager()
         self.delivery = LocalDelivery(self.hooks, self.sessions, self.router)
         self.router.set_local(self.delivery)
-        self.features = FeatureContext(config=config, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                       clock=reactor, disco=Disco())
+        self.features = ServerContext(config=config, hooks=self.hooks, router=self.router, sessions=self.sessions,
+                                      clock=reactor, disco=Disco())
         # RFC 6121 core (roster, presence, offline) before the features, which may use it.
         self.im = im_service.install(self.features)
         for feature in features.ENABLED:
             feature.register(self.hooks, self.features)
-        check_certificates_dir(config)
-        _make_private_dir(config)
+        if certificates is None:
+            check_certificates_dir(config)
+        if certificates is None or storage is None or config.upload.domain:
+            _make_private_dir(config)
         # The HTTP listener and XEP-0363 upload on it, when configured.
         self.http = HttpService(config.http)
         self.upload = (Upload(config.upload, self.http, self.router, self.hooks, reactor, _upload_key(config))
@@ -74,11 +86,13 @@ class FedXmpp(MultiService):
         if self.upload is not None:
             self.features.disco.item_providers.append(self.upload.disco_items)
         # Components' domains too (and the MUC service's): each federates under its own name.
-        self.certificates = CertificateStore(config.tls.certificates, config.server.domains,
-                                             self_signed=config.tls.self_signed,
-                                             component_domains=[c.domain for c in config.components.component]
-                                             + ([config.muc.domain] if config.muc.domain else []))
-        self.certificates.load()
+        if certificates is None:
+            certificates = CertificateStore(config.tls.certificates, config.server.domains,
+                                            self_signed=config.tls.self_signed,
+                                            component_domains=[c.domain for c in config.components.component]
+                                            + ([config.muc.domain] if config.muc.domain else []))
+            certificates.load()
+        self.certificates = certificates
         self.storage: Storage | None = None
         # Client stanzas pass the user's own server (pre- events) on their way to the router.
         self.c2s = C2SContext(config=config, domains=frozenset(config.server.domains), router=self.im.outbound,
@@ -104,11 +118,26 @@ class FedXmpp(MultiService):
             self.features.disco.item_providers.append(muc.disco_items)
             self.hooks.add("storage/flush", lambda _: muc.flushed())
         # Federation: the route for every domain that is neither hosted nor a component's.
-        self.s2s = Federation(config, self.router, self.certificates, reactor)
+        self.s2s = Federation(config, self.router, self.certificates, reactor, resolver=resolver)
         self.router.set_default(self.s2s.outgoing)
         self.session_clock = SessionClock(self)
+        # XEP-0050 ad-hoc commands: the XEP-0133 set for [server] admins.
+        self.adhoc = AdHocCommands(self)
+        # Prometheus metrics at /metrics on the HTTP listener and on [metrics] listen.
+        self.reactor_lag = ReactorLag(reactor)
+        self.metrics = MetricsResource(registry(self, self.reactor_lag), config.metrics.allow,
+                                       self.http.client_address)
+        self.http.add(b"metrics", self.metrics)
         self.ports: list[Any] = []
         self.ready: defer.Deferred[None] = defer.Deferred()
+        if storage is not None:
+            self._use_storage(storage)
+
+    def _use_storage(self, storage: Storage) -> None:
+        self.storage = storage
+        self.c2s.accounts = storage.accounts
+        self.features.storage = storage
+        self.c2s.sm.store = storage.sm_pending
 
     def startService(self) -> None:
         super().startService()
@@ -117,21 +146,21 @@ class FedXmpp(MultiService):
         d.chainDeferred(self.ready)
 
     async def _start(self) -> None:
-        try:
-            self.storage = await open_storage(self.config, self.reactor)
-        except StorageError as e:
-            raise StartupError(f"{self.config.source}: storage.url: {e}") from None
-        self.c2s.accounts = self.storage.accounts
-        self.features.storage = self.storage
+        storage = self.storage
+        if storage is None:
+            try:
+                storage = await open_storage(self.config, self.reactor)
+            except StorageError as e:
+                raise StartupError(f"{self.config.source}: storage.url: {e}") from None
+            self._use_storage(storage)
         if self.muc is not None:
-            await self.muc.load(self.storage.muc)
+            await self.muc.load(storage.muc)
         try:
             self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self))
         except admin_server.AdminSocketInUse as e:
             raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
         # What hibernating sessions held when the server last died goes to offline
         # storage or back to its senders, before anyone can log in.
-        self.c2s.sm.store = self.storage.sm_pending
         await self.c2s.sm.recover()
         backlog = self.config.server.listen_backlog
         for key, factory in (("listen", self.c2s_factory),
@@ -180,6 +209,16 @@ class FedXmpp(MultiService):
                 self.ports.append(port)
                 log.info("Listening for HTTP ({kind}) on {address}", kind="TLS" if key == "tls_listen" else "plain",
                          address=port.getHost())
+        metrics_site = Site(metrics_root(self.metrics))
+        metrics_site.displayTracebacks = False
+        for description in self.config.metrics.listen:
+            try:
+                port = await serverFromString(self.reactor, with_backlog(description, backlog)).listen(metrics_site)
+            except CannotListenError as e:
+                raise StartupError(f"{self.config.source}: metrics.listen: cannot listen on {description!r}: {e.socketError}") from None
+            self.ports.append(port)
+            log.info("Serving metrics on {address}", address=port.getHost())
+        self.reactor_lag.start()
         try:
             await self.s2s.listen()
         except ListenError as e:
@@ -199,6 +238,7 @@ class FedXmpp(MultiService):
             self.reactor.stop()
 
     async def _stop(self) -> None:
+        self.reactor_lag.stop()
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
         self.ports.clear()
         await self.s2s.stop_listening()
@@ -288,6 +328,14 @@ def _upload_key(config: Config) -> bytes:
                            f"{e.strerror}") from None
 
 
-def build(config: Config, reactor: Any) -> FedXmpp:
-    """The whole server for *config*, ready to be started."""
-    return FedXmpp(config, reactor)
+def build(config: Config, reactor: Any, *, storage: Storage | None = None,
+          certificates: CertificateStore | None = None, resolver: S2SResolver | None = None) -> FedXmpp:
+    """The whole server for *config*, ready to be started.
+
+    twistd passes only the two; tests inject fakes for the rest: *storage* (opened
+    at start otherwise; when given, it is in use at once), *certificates* (used as
+    given, not loaded: found or generated under ``tls.certificates`` otherwise)
+    and the federation *resolver* (DNS per ``s2s`` otherwise).  With storage and
+    certificates injected (and no upload), building touches no file.
+    """
+    return FedXmpp(config, reactor, storage=storage, certificates=certificates, resolver=resolver)

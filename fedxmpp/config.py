@@ -40,6 +40,9 @@ class ServerConfig:
     # The listen backlog of every TCP listener whose endpoint string sets none
     # (the kernel caps it at net.core.somaxconn).
     listen_backlog: int = 511
+    # Bare JIDs of the hosted domains' users who may run the XEP-0133 service
+    # administration commands (XEP-0050 ad-hoc commands).
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -338,6 +341,33 @@ class HttpConfig:
     trusted_proxies: tuple[str, ...] = ()
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """What the server logs (where is twistd's choice: --logfile, stdout with -n, --syslog)."""
+
+    # The least severe events written: "debug", "info", "warn" or "error".
+    level: str = "info"
+    # "text" (twistd's lines) or "json" (one JSON object per line).
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics at ``/metrics`` on the HTTP listener, and on listeners of
+    their own (for a server without an HTTP listener)."""
+
+    # Plain HTTP listeners that serve only /metrics; none by default.
+    listen: tuple[str, ...] = ()
+    # Addresses or networks allowed to read the metrics (they reveal how many users
+    # are online); anyone else gets 403.  Behind a trusted proxy ([http]
+    # trusted_proxies) the client's forwarded address is the one checked.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+
+
 @dataclass(frozen=True)
 class UploadConfig:
     """XEP-0363 HTTP upload at a domain of its own (off while domain is empty)."""
@@ -392,6 +422,11 @@ class MucConfig:
     # "moderators" (semi-anonymous) or "anyone" (non-anonymous).
     default_whois: str = "moderators"
     default_change_subject: bool = False
+    # Whether a new room archives its messages (muc#roomconfig_enablearchiving);
+    # nothing is archived while archive_length = 0.
+    default_archiving: bool = True
+    # The largest vCard (avatar included) an owner may give a room, in bytes.
+    vcard_max_size: int = 65536
 
 
 @dataclass(frozen=True)
@@ -413,6 +448,8 @@ class Config:
     external_services: ExternalServicesConfig = field(default_factory=ExternalServicesConfig)
     proxy65: Proxy65Config = field(default_factory=Proxy65Config)
     http: HttpConfig = field(default_factory=HttpConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     muc: MucConfig = field(default_factory=MucConfig)
 
@@ -442,6 +479,8 @@ _SECTIONS: dict[str, type] = {
     "external_services": ExternalServicesConfig,
     "proxy65": Proxy65Config,
     "http": HttpConfig,
+    "metrics": MetricsConfig,
+    "log": LogConfig,
     "upload": UploadConfig,
     "muc": MucConfig,
 }
@@ -674,6 +713,15 @@ def _validate(source: str, section: str, obj: Any) -> None:
             if canon in seen:
                 raise bad("domains", f"{d!r} is listed twice")
             seen.add(canon)
+        for admin in obj.admins:
+            try:
+                parsed = JID.parse(admin)
+            except InvalidJID as e:
+                raise bad("admins", f"{admin!r} is not a valid JID ({e})") from None
+            if parsed.resource is not None or parsed.user is None or parsed.full() != admin:
+                raise bad("admins", f"{admin!r} must be a bare JID in canonical form (user@domain)")
+            if parsed.host not in obj.domains:
+                raise bad("admins", f"{admin!r} is not at a hosted domain")
     elif isinstance(obj, StorageConfig):
         if obj.url and not obj.url.startswith("sqlite:///"):
             raise bad("url", f"unsupported storage {obj.url.split(':', 1)[0]!r} (supported: sqlite:///PATH)")
@@ -813,6 +861,18 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 ipaddress.ip_network(text, strict=False)
             except ValueError:
                 raise bad("trusted_proxies", f"{text!r} is not an IP address or network") from None
+    elif isinstance(obj, LogConfig):
+        if obj.level not in LOG_LEVELS:
+            raise bad("level", f"must be one of {', '.join(map(repr, LOG_LEVELS))}, got {obj.level!r}")
+        if obj.format not in LOG_FORMATS:
+            raise bad("format", f"must be 'text' or 'json', got {obj.format!r}")
+    elif isinstance(obj, MetricsConfig):
+        _check_endpoints(bad, "listen", obj.listen, "tcp:9090:interface=127.0.0.1")
+        for text in obj.allow:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise bad("allow", f"{text!r} is not an IP address or network") from None
     elif isinstance(obj, UploadConfig):
         _check_service_domain(obj.domain, bad)
         if not 1 <= obj.max_size <= 1024 ** 4:
@@ -851,6 +911,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("occupant_rate", "must be positive")
         if not 1 <= obj.occupant_burst <= 100_000:
             raise bad("occupant_burst", "must be between 1 and 100000")
+        if not 1024 <= obj.vcard_max_size <= 1 << 20:
+            raise bad("vcard_max_size", "must be between 1024 and 1048576 bytes")
         if obj.default_whois not in MUC_WHOIS:
             raise bad("default_whois", f"must be one of {', '.join(map(repr, MUC_WHOIS))}, "
                                        f"got {obj.default_whois!r}")

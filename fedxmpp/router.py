@@ -68,7 +68,13 @@ class Router:
         self._local: Route | None = None
         self._routes: dict[str, Route] = {}
         self._default: Route | None = None
-        self.routed = 0
+        #: Stanzas routed, by element name (message, presence, iq), read by the metrics.
+        self.routed_kinds: dict[str, int] = {}
+
+    @property
+    def routed(self) -> int:
+        """Stanzas routed so far, all kinds."""
+        return sum(self.routed_kinds.values())
 
     def set_local(self, route: Route) -> None:
         """Where stanzas for hosted domains go (the IM delivery layer)."""
@@ -93,7 +99,8 @@ class Router:
         self._default = route
 
     def route(self, stanza: domish.Element, frm: JID, to: JID) -> Settled:
-        self.routed += 1
+        name = stanza.name
+        self.routed_kinds[name] = self.routed_kinds.get(name, 0) + 1
         host = to.host
         if host in self.hosted:
             assert self._local is not None, "no local delivery configured"

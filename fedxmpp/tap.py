@@ -21,6 +21,7 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from fedxmpp.admin.logs import install as install_log_filter
     from fedxmpp.admin.reload import install_sighup
     from fedxmpp.tls import TLSSetupError
 
@@ -33,4 +34,6 @@ def makeService(options: Options) -> IService:
         raise SystemExit(1) from None
     # SIGHUP reloads; installed once the reactor (and its own handlers) runs.
     reactor.callWhenRunning(install_sighup, reactor, server)
+    # twistd's log observer exists once the reactor runs: [log] level and format apply from then on.
+    reactor.callWhenRunning(install_log_filter, server.log_levels, cfg.log.format)
     return server

@@ -28,6 +28,7 @@ log = Logger()
 
 # section -> keys whose new value a running server takes; "*" = every key.
 RELOADABLE: dict[str, frozenset[str]] = {
+    "server": frozenset({"admins"}),
     "limits": frozenset({"*"}),
     "c2s": frozenset({"auth_timeout", "idle_timeout", "keepalive_interval", "sm_resume_timeout", "sm_max_queue",
                       "sm_ack_request_every", "sm_ack_request_delay", "sm_max_ack_delay"}),
@@ -35,6 +36,8 @@ RELOADABLE: dict[str, frozenset[str]] = {
                        "block_time"}),
     # The components' secrets and settings; adding or removing one needs a restart.
     "components": frozenset({"component", "handshake_timeout", "idle_timeout", "keepalive_interval"}),
+    "metrics": frozenset({"allow"}),
+    "log": frozenset({"level"}),
 }
 
 
@@ -63,6 +66,8 @@ def reload(app: FedXmpp) -> ReloadResult:
     app.components.reconfigure(effective)
     app.config = app.features.config = app.c2s.config = effective
     app.s2s.ctx.limits = effective.limits
+    app.metrics.allow_only(effective.metrics.allow)
+    app.log_levels.set_level(effective.log.level)
     log.info("Reloaded {source}: certificates{changed}", source=old.source,
              changed="".join(f", {key}" for key in result.applied))
     if result.refused:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from twisted.words.xish import domish
 
 if TYPE_CHECKING:
-    from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.c2s.context import C2SContext
     from fedxmpp.c2s.session import ClientSession
 
 NS = "urn:xmpp:csi:0"

@@ -29,7 +29,7 @@ from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID, prep_domain, prep_resource
 
 if TYPE_CHECKING:
-    from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.c2s.context import C2SContext
 
 log = Logger()
 
@@ -210,6 +210,9 @@ class ClientStreamHandler:
             except KeyError:
                 self._sasl_failure(stream, "invalid-mechanism", None)
                 return
+            # The mechanism's name only: its messages may carry a password (PLAIN).
+            log.debug("SASL {mechanism} started for {domain} from {peer}", mechanism=name, domain=stream.domain,
+                      peer=_peer_host(stream))
             self._sasl_step(stream, element)
         elif element.name == "response":
             if self._mechanism is None:
@@ -262,9 +265,11 @@ class ClientStreamHandler:
             stream.write(f"<success xmlns='{ns.SASL}'>{extra}</success>")
             log.info("Authenticated {user}@{domain} with {mechanism}", user=result.user, domain=stream.domain,
                      mechanism=mechanism.name)
+            self._count_login(mechanism, "ok")
             stream.restart()
         elif isinstance(result, sasl.Failure):
             self._mechanism = None
+            self._count_login(mechanism, "failed")
             throttle = self.ctx.auth_throttle
             delay = 0.0
             if result.condition == "not-authorized" and throttle is not None:
@@ -275,6 +280,10 @@ class ClientStreamHandler:
                 self.ctx.clock.callLater(delay, self._delayed_failure, stream, result.condition, result.text)
             else:
                 self._sasl_failure(stream, result.condition, result.text)
+
+    def _count_login(self, mechanism: sasl.Mechanism, outcome: str) -> None:
+        key = (mechanism.name, outcome)
+        self.ctx.logins[key] = self.ctx.logins.get(key, 0) + 1
 
     def _delayed_failure(self, stream: ServerStream, condition: str, text: str | None) -> None:
         self._sasl_busy = False

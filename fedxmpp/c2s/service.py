@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import interfaces
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from fedxmpp.c2s.context import C2SContext
 from fedxmpp.c2s.negotiation import ClientStreamHandler
-from fedxmpp.config import Config
-from fedxmpp.hooks import Hooks
-from fedxmpp.router import StanzaRouting
 from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import CertificateStore
 from fedxmpp.xml import ns
-
-
-@dataclass
-class C2SContext:
-    """Everything a client stream needs, injected once by the application."""
-
-    config: Config
-    domains: frozenset[str]
-    router: StanzaRouting  # the ClientOutbound front, in the application
-    hooks: Hooks
-    sessions: Any  # fedxmpp.im.sessions.SessionManager; transports do not import im
-    accounts: Any  # fedxmpp.storage.AccountStore
-    certificates: CertificateStore
-    clock: interfaces.IReactorTime
-    # fedxmpp.c2s.sm.StreamManagement (XEP-0198), set by the application.
-    sm: Any = None
-    # fedxmpp.c2s.throttle.AuthThrottle: failed authentications per address.
-    auth_throttle: Any = None
 
 
 class C2SFactory(Factory):

@@ -28,7 +28,7 @@ from fedxmpp.xml.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
     from fedxmpp.c2s.csi import HeldUpdates
-    from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.c2s.context import C2SContext
     from fedxmpp.c2s.sm import ManagedSession
     from fedxmpp.stream.xmlstream import ServerStream
 

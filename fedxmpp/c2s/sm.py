@@ -91,7 +91,7 @@ from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.xml.serialize import serialize
 
 if TYPE_CHECKING:
-    from fedxmpp.c2s.service import C2SContext
+    from fedxmpp.c2s.context import C2SContext
     from fedxmpp.c2s.session import ClientSession
     from fedxmpp.stream.xmlstream import ServerStream
 

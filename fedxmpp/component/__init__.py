@@ -1,7 +1,7 @@
 """External components (XEP-0114): gateways and services attached as separate processes.
 
-* :mod:`~fedxmpp.component.service` — the listener factory and :class:`Components`,
-  which knows the configured domains, the connected sessions and their routes;
+* :mod:`~fedxmpp.component.service` — the listener factory;
+* :mod:`~fedxmpp.component.context` — :class:`Components`, the registry, which knows the configured domains, the connected sessions and their routes;
 * :mod:`~fedxmpp.component.handshake` — the stream handler from header to handshake;
 * :mod:`~fedxmpp.component.session` — :class:`ComponentSession`, which validates what
   a component sends and hands it to the router;

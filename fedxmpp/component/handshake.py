@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
+from fedxmpp.component.context import Components, peer_host
 from fedxmpp.component.session import ComponentSession
 from fedxmpp.config import ComponentConfig
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import InvalidJID, prep_domain
-
-if TYPE_CHECKING:
-    from fedxmpp.component.service import Components
 
 log = Logger()
 
@@ -94,15 +91,10 @@ class ComponentStreamHandler:
                      peer=peer_host(stream))
             stream.fail(StreamError("not-authorized", "Handshake failed"))
             return
-        session = ComponentSession(stream, self.components, config)
+        session = ComponentSession(stream, self.components.router, config)
         if not self.components.attach(session):
             log.info("Refused a second connection for component {domain} from {peer}", domain=config.domain,
                      peer=peer_host(stream))
             stream.fail(StreamError("conflict", "This component is already connected"))
             return
         self.session = session
-
-
-def peer_host(stream: ServerStream) -> str:
-    peer = stream.transport.getPeer()
-    return getattr(peer, "host", str(peer))

@@ -22,7 +22,7 @@ pushes to the component (XEP-0356 §4.4 of version 0.4).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -37,7 +37,8 @@ from fedxmpp.xml.errors import STANZA_ERROR_TYPES
 from fedxmpp.xml.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
-    from fedxmpp.component.service import Components
+    from fedxmpp.component.session import ComponentSession
+    from fedxmpp.router import Route
 
 log = Logger()
 
@@ -86,8 +87,12 @@ def advertisement(config: ComponentConfig, hosted: tuple[str, ...]) -> Iterator[
 class Privileges:
     """The server side of XEP-0356 for the connected components."""
 
-    def __init__(self, components: Components, roster: Callable[[], Any]) -> None:
-        self.components = components
+    def __init__(self, sessions: Mapping[str, ComponentSession], user_route: Route,
+                 roster: Callable[[], Any]) -> None:
+        # The connected components by domain (the registry's own table, kept current).
+        self.sessions = sessions
+        # How a stanza sent on a user's behalf travels (that user's outbound path).
+        self.user_route = user_route
         # The roster service (fedxmpp.im.roster) when there is one, looked up per use.
         self.roster = roster
 
@@ -100,7 +105,7 @@ class Privileges:
         """The privileges of *frm* if it is a connected component's own address, else None."""
         if frm.user is not None or frm.resource is not None:
             return None
-        session = self.components.sessions.get(frm.host)
+        session = self.sessions.get(frm.host)
         return session.config.privileges if session is not None else None
 
     # -- message permission -----------------------------------------------------------------
@@ -140,7 +145,7 @@ class Privileges:
         inner["from"] = sender.full()
         log.debug("Component {component} sends a message as {sender} to {to}", component=event.frm.full(),
                   sender=sender.full(), to=to.full())
-        self.components.user_route(inner, sender, to)
+        self.user_route(inner, sender, to)
         return True
 
     # -- roster permission ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
-    from fedxmpp.component.service import Components
+    from fedxmpp.router import Router
     from fedxmpp.stream.xmlstream import ServerStream
 
 log = Logger()
@@ -33,9 +33,9 @@ class ComponentSession:
 
     kind = "component"
 
-    def __init__(self, stream: ServerStream, components: Components, config: ComponentConfig) -> None:
+    def __init__(self, stream: ServerStream, router: Router, config: ComponentConfig) -> None:
         self.stream = stream
-        self.components = components
+        self.router = router
         self.config = config
         self.domain = config.domain
         self.address = JID(None, config.domain)
@@ -90,7 +90,7 @@ class ComponentSession:
             return
         if element.name == "iq" and not self._valid_iq(element):
             return
-        self.components.router.route(element, frm, to)
+        self.router.route(element, frm, to)
 
     def _valid_iq(self, element: domish.Element) -> bool:
         stype = element.getAttribute("type")

@@ -23,7 +23,7 @@ from fedxmpp.xml.parser import StreamParser
 from fedxmpp.xml.serialize import serialize
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
     from fedxmpp.im.delivery import StanzaEvent
 
 log = Logger()
@@ -100,11 +100,11 @@ def size_of(element: domish.Element) -> int:
 # -- who may learn about a user --------------------------------------------------------------
 
 
-def is_local_user(ctx: FeatureContext, jid: JID) -> bool:
+def is_local_user(ctx: ServerContext, jid: JID) -> bool:
     return jid.user is not None and jid.host in ctx.router.hosted
 
 
-async def may_see_presence(ctx: FeatureContext, user: JID, requester: JID) -> bool:
+async def may_see_presence(ctx: ServerContext, user: JID, requester: JID) -> bool:
     """Whether *requester* may receive *user*'s presence (RFC 6121 §4): the user
     themself, or a contact whose subscription to the user is 'from' or 'both' in
     the user's roster."""

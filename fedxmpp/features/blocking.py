@@ -51,8 +51,8 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from fedxmpp.features._shared import element_from_bytes, element_to_bytes, in_background
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.storage.errors import NoSuchAccount
 from fedxmpp.xml import ns
@@ -92,7 +92,7 @@ def is_blocked(blocklist: Blocklist, jid: JID) -> bool:
 class Blocklists:
     """Every user's blocklist: storage behind a bounded in-memory cache."""
 
-    def __init__(self, ctx: FeatureContext, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, ctx: ServerContext, cache_size: int = CACHE_SIZE) -> None:
         self.ctx = ctx
         self.cache_size = cache_size
         self._cache: OrderedDict[JID, Blocklist] = OrderedDict()
@@ -187,7 +187,7 @@ def encode(blocklist: Blocklist) -> bytes | None:
 class Blocking:
     """The XEP-0191 feature: list management, pushes and enforcement."""
 
-    def __init__(self, ctx: FeatureContext) -> None:
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.lists = Blocklists(ctx)
         # Full JIDs that asked for their blocklist, by user (the push targets).
@@ -475,5 +475,5 @@ class Blocking:
             self.ctx.router.route(iq, user, target)
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     Blocking(ctx).register(hooks)

@@ -22,8 +22,8 @@ import hashlib
 
 from twisted.words.xish import domish
 
-from fedxmpp.features.context import Disco, FeatureContext, Identity
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Disco, Identity, ServerContext
 
 CAPS = "http://jabber.org/protocol/caps"
 # The URI naming this software (XEP-0115 §4 'node').
@@ -69,7 +69,7 @@ class ServerCaps:
         return c
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     caps = ServerCaps(ctx.disco)
 
     def stream_features(features: domish.Element) -> None:

@@ -40,8 +40,8 @@ import weakref
 
 from twisted.words.xish import domish
 
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.im.sessions import BoundSession
 from fedxmpp.xml import ns
@@ -123,7 +123,7 @@ def clone(element: domish.Element) -> domish.Element:
 
 
 class Carbons:
-    def __init__(self, ctx: FeatureContext) -> None:
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         # Carbons-enabled sessions, by user.
         self.enabled: dict[JID, set[BoundSession]] = {}
@@ -210,5 +210,5 @@ class Carbons:
         return False
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     Carbons(ctx).register(hooks)

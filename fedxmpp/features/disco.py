@@ -19,8 +19,8 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from fedxmpp.features._shared import in_background, may_see_presence
-from fedxmpp.features.context import FeatureContext, Identity
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Identity, ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.xml import ns
 
@@ -28,7 +28,7 @@ SERVER_IDENTITY = Identity("server", "im", "fedxmpp")
 ACCOUNT_IDENTITY = Identity("account", "registered")
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     disco = ctx.disco
     disco.server_identities.add(SERVER_IDENTITY)
     disco.server_features.update((ns.DISCO_INFO, ns.DISCO_ITEMS))

@@ -18,9 +18,9 @@ from twisted.words.xish import domish
 
 from fedxmpp.config import ExternalServiceConfig
 from fedxmpp.features._shared import child, is_local_user
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.features.time import utc_stamp
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 
 EXTDISCO = "urn:xmpp:extdisco:2"
@@ -39,7 +39,7 @@ def port_of(service: ExternalServiceConfig) -> int:
     return service.port or STANDARD_PORTS[service.type]
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     settings = ctx.config.external_services
     if not settings.service:
         return

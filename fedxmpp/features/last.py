@@ -20,8 +20,8 @@ import json
 from twisted.words.xish import domish
 
 from fedxmpp.features._shared import background, child, in_background, may_see_presence, text_of
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.storage.errors import NoSuchAccount
 from fedxmpp.xml.jid import JID
@@ -32,7 +32,7 @@ STORE = "last"
 MAX_STATUS = 1024
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(LAST)
     ctx.disco.account_features.add(LAST)
     started = ctx.clock.seconds()
@@ -87,7 +87,7 @@ def register(hooks: Hooks, ctx: FeatureContext) -> None:
     hooks.add("c2s/session-ended", session_ended)
 
 
-async def _store(ctx: FeatureContext, bare: JID, record: bytes) -> None:
+async def _store(ctx: ServerContext, bare: JID, record: bytes) -> None:
     try:
         await ctx.storage.keyval.set(bare.user, bare.host, STORE, "", record)
     except NoSuchAccount:

@@ -85,10 +85,10 @@ from twisted.words.xish import domish
 
 from fedxmpp.features import forms
 from fedxmpp.features._shared import in_background
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
-from fedxmpp.im.offline import parse_stanza
+from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.storage import (
     ArchiveEntry,
     ArchivedMessage,
@@ -283,7 +283,7 @@ def parse_prefs(element: domish.Element) -> Prefs:
 class PrefsCache:
     """Users' preferences: the archive store behind a bounded LRU cache."""
 
-    def __init__(self, ctx: FeatureContext, default: Prefs, size: int = PREFS_CACHE) -> None:
+    def __init__(self, ctx: ServerContext, default: Prefs, size: int = PREFS_CACHE) -> None:
         self.ctx = ctx
         self.default = default
         self.size = size
@@ -350,7 +350,7 @@ class ArchiveQueue:
     a time.  The rows added between two writes share one Deferred.
     """
 
-    def __init__(self, ctx: FeatureContext, limit: int = MAX_QUEUED, delay: float = FLUSH_DELAY) -> None:
+    def __init__(self, ctx: ServerContext, limit: int = MAX_QUEUED, delay: float = FLUSH_DELAY) -> None:
         self.ctx = ctx
         self.limit = limit
         self.delay = delay
@@ -445,7 +445,7 @@ class ArchiveQueue:
 
 
 class Archive:
-    def __init__(self, ctx: FeatureContext) -> None:
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         cfg = ctx.config.archive
         self.max_page = cfg.max_page
@@ -465,6 +465,10 @@ class Archive:
         self._stamped: weakref.WeakKeyDictionary[domish.Element, domish.Element] = weakref.WeakKeyDictionary()
         self.purger: task.LoopingCall | None = None
 
+    def _backlog(self, backlog: dict[str, int]) -> bool:
+        backlog["archive"] = len(self.queue)
+        return False
+
     def register(self, hooks: Hooks) -> None:
         self.ctx.disco.account_features.update((MAM, MAM_EXTENDED, SID))
         hooks.add("message/bare", self._incoming, step="archive")
@@ -478,6 +482,7 @@ class Archive:
         hooks.add("account/removed", self.prefs.forget)
         hooks.add("storage/flush", lambda _: self.queue.flushed())
         hooks.add("storage/hurry", lambda _: self.queue.hurry())
+        hooks.add("metrics/backlog", self._backlog)
         if self.retention_days > 0:
             self.purger = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self.purge()).addErrback(
                 lambda f: log.failure("Purging the archive failed", f)))
@@ -822,5 +827,5 @@ def result_message(user: JID, to: JID, queryid: str | None, message: ArchivedMes
     return msg
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     Archive(ctx).register(hooks)

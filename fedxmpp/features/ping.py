@@ -9,13 +9,13 @@ result.  A ping to someone else's bare JID is not the server's to answer.
 
 from __future__ import annotations
 
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.xml import ns
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(ns.PING)
 
     def pong(event: StanzaEvent) -> bool:

@@ -22,8 +22,8 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from fedxmpp.features._shared import element_from_bytes, element_to_bytes, in_background
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.storage.errors import NoSuchAccount
 from fedxmpp.xml import ns
@@ -37,7 +37,7 @@ def key_of(element: domish.Element) -> str:
     return f"{{{element.uri}}}{element.name}"
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(PRIVATE)
     features = ctx.config.features
 

@@ -34,9 +34,9 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from fedxmpp.features._shared import child, text_of
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
 from fedxmpp.im.accounts import remove_account
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.storage.credentials import InvalidPassword, check_password_length
 from fedxmpp.storage.errors import AccountExists, NoSuchAccount
@@ -91,7 +91,7 @@ class RateLimit:
         return len(self._events)
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(REGISTER)
     settings = ctx.config.registration
 

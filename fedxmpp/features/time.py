@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 from twisted.words.xish import domish
 
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 
 TIME = "urn:xmpp:time"
@@ -20,7 +20,7 @@ def utc_stamp(seconds: float) -> str:
     return datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(TIME)
 
     def entity_time(event: StanzaEvent) -> bool:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from fedxmpp.features._shared import element_from_bytes, element_to_bytes, in_background
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.storage.errors import NoSuchAccount
 
@@ -25,7 +25,7 @@ VCARD = "vcard-temp"
 STORE = "vcard"
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(VCARD)
     ctx.disco.account_features.add(VCARD)
     max_size = ctx.config.features.vcard_max_size

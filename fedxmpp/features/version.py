@@ -8,15 +8,15 @@ import platform
 from twisted.words.xish import domish
 
 import fedxmpp
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 
 VERSION = "jabber:iq:version"
 NAME = "fedxmpp"
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     ctx.disco.server_features.add(VERSION)
     os_name = f"{platform.system()} {platform.release()}".strip() if ctx.config.features.version_os else None
 

@@ -21,12 +21,12 @@ from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
 
 log = Logger()
 
 
-async def remove_account(ctx: FeatureContext, user: JID, *, reason: str,
+async def remove_account(ctx: ServerContext, user: JID, *, reason: str,
                          before_close: Callable[[], None] | None = None) -> None:
     """Delete *user*'s account and end its sessions; raises
     :class:`~fedxmpp.storage.NoSuchAccount` when there is no such account.

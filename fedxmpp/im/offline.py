@@ -51,13 +51,12 @@ from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.im.sessions import BoundSession
 from fedxmpp.storage import NoSuchAccount, StorageError
 from fedxmpp.xml import ns
-from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID, InvalidJID
-from fedxmpp.xml.parser import StreamParser
+from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.xml.serialize import serialize
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
 
 log = Logger()
 
@@ -86,7 +85,7 @@ class _Flush:
 
 
 class OfflineMessages:
-    def __init__(self, ctx: FeatureContext, *, quota: int) -> None:
+    def __init__(self, ctx: ServerContext, *, quota: int) -> None:
         self.ctx = ctx
         self.quota = quota
         self._flushing: dict[JID, _Flush] = {}
@@ -103,6 +102,7 @@ class OfflineMessages:
         ctx.hooks.add("message/bare", self._message_bare, step="offline")
         ctx.hooks.add("c2s/unacked", self._unacked)
         ctx.hooks.add("storage/flush", self._closing)
+        ctx.hooks.add("metrics/backlog", self._backlog)
         if quota > 0:
             ctx.disco.server_features.add(MSGOFFLINE)
 
@@ -115,6 +115,10 @@ class OfflineMessages:
         after: Deferred[bool] = Deferred()
         flush.held.append(after)
         return after
+
+    def _backlog(self, backlog: dict[str, int]) -> bool:
+        backlog["offline"] = len(self._storing)
+        return False
 
     def _closing(self, _: object) -> Deferred[list[tuple[bool, None]]]:
         return DeferredList(list(self._storing))
@@ -300,19 +304,6 @@ def _copy(stanza: domish.Element) -> domish.Element:
     el = domish.Element((stanza.uri, stanza.name), attribs=dict(stanza.attributes))
     el.children = list(stanza.children)
     return el
-
-
-def parse_stanza(text: str, max_size: int, max_depth: int) -> domish.Element | None:
-    """One stanza serialised by :func:`~fedxmpp.xml.serialize.serialize` for a
-    ``jabber:client`` stream, parsed back with the server's restricted parser."""
-    found: list[domish.Element] = []
-    parser = StreamParser(on_stream_start=lambda root: None, on_element=found.append,
-                          on_stream_end=lambda: None, max_stanza_size=max_size, max_depth=max_depth)
-    try:
-        parser.feed(f"<stream xmlns='{ns.CLIENT}'>{text}</stream>".encode("utf-8"))
-    except StreamError:
-        return None
-    return found[0] if len(found) == 1 else None
 
 
 def _forget(_: object, pending: set[Deferred[bool]], receipt: Deferred[bool]) -> None:

@@ -49,7 +49,7 @@ from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
 
 log = Logger()
 
@@ -63,7 +63,7 @@ _TO = ("to", "both")
 
 
 class Presence:
-    def __init__(self, ctx: FeatureContext, roster: Roster, serial: SerialJobs,
+    def __init__(self, ctx: ServerContext, roster: Roster, serial: SerialJobs,
                  offline: OfflineMessages) -> None:
         self.ctx = ctx
         self.roster = roster

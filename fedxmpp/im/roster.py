@@ -32,7 +32,7 @@ from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
 
 log = Logger()
 
@@ -67,7 +67,7 @@ class Cached:
 
 
 class Roster:
-    def __init__(self, ctx: FeatureContext, serial: SerialJobs, *, max_items: int) -> None:
+    def __init__(self, ctx: ServerContext, serial: SerialJobs, *, max_items: int) -> None:
         self.ctx = ctx
         self.serial = serial
         self.max_items = max_items

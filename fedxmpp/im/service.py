@@ -19,7 +19,7 @@ from fedxmpp.im.roster import Roster
 from fedxmpp.im.serial import SerialJobs
 
 if TYPE_CHECKING:
-    from fedxmpp.features.context import FeatureContext
+    from fedxmpp.im.context import ServerContext
 
 
 @dataclass
@@ -32,7 +32,7 @@ class InstantMessaging:
     outbound: ClientOutbound
 
 
-def install(ctx: FeatureContext) -> InstantMessaging:
+def install(ctx: ServerContext) -> InstantMessaging:
     """Build the IM core on *ctx* (whose ``storage`` may still be None: it is read
     when first needed) and set ``ctx.roster`` and ``ctx.presence``."""
     im_cfg = ctx.config.im

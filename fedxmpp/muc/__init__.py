@@ -7,5 +7,6 @@
 * :mod:`~fedxmpp.muc.affiliations` — affiliations, roles and what each may do;
 * :mod:`~fedxmpp.muc.roomconfig` — a room's configuration and its XEP-0004 forms;
 * :mod:`~fedxmpp.muc.history` — the messages a joining occupant is sent;
+* :mod:`~fedxmpp.muc.avatar` — the room's vCard and the avatar hash it announces;
 * :mod:`~fedxmpp.muc.stanzas` — namespaces and the elements rooms send.
 """

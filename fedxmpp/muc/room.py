@@ -21,6 +21,7 @@ from fedxmpp.config import MucConfig
 from fedxmpp.features import forms
 from fedxmpp.features._shared import background
 from fedxmpp.features.forms import FormError
+from fedxmpp.muc import avatar
 from fedxmpp.muc import stanzas as s
 from fedxmpp.muc.affiliations import (
     AFFILIATIONS,
@@ -41,6 +42,29 @@ log = Logger()
 
 Send = Callable[[domish.Element, JID, JID], Any]
 
+# How long an iq passed on to an occupant waits for its answer, and how many may wait in a room.
+IQ_TIMEOUT = 60.0
+MAX_PENDING_IQS = 1000
+
+
+@dataclass
+class Bucket:
+    """A token bucket: *rate* stanzas a second, bursts of *burst*."""
+    tokens: float
+    refilled: float
+
+    def take(self, now: float, rate: float, burst: int) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def wait(self, rate: float) -> float:
+        """Seconds until the next token, as of the last take."""
+        return max(0.0, (1.0 - self.tokens) / rate)
+
 
 @dataclass
 class Occupant:
@@ -51,9 +75,22 @@ class Occupant:
     # The client's own presence payload (show, status, caps...), re-sent to newcomers.
     payload: list[domish.Element] = field(default_factory=list)
     unavailable: bool = False
-    # Token bucket of the occupant's stanza rate.
-    tokens: float = 0.0
-    refilled: float = 0.0
+    # The occupant's rates of messages (and iqs) and of presence updates.
+    messages: Bucket = field(default_factory=lambda: Bucket(0.0, 0.0))
+    presences: Bucket = field(default_factory=lambda: Bucket(0.0, 0.0))
+    # A presence update held back by the rate, sent when it allows.
+    held_presence: Any = None
+
+
+@dataclass
+class PendingIq:
+    """An iq passed on to an occupant (§17.3): where its answer goes back."""
+    asker: JID
+    asker_nick: str
+    asker_id: str | None
+    answerer: JID
+    answerer_nick: str
+    timeout: Any
 
 
 @dataclass
@@ -66,7 +103,7 @@ class Room:
     def __init__(self, jid: JID, config: RoomConfig, limits: MucConfig, clock: Any, send: Send,
                  persist: Callable[[Room], Coroutine[Any, Any, None]], *, affiliations: dict[str, str] | None = None,
                  subject: Subject | None = None, salt: str | None = None, locked: bool = False,
-                 nicks: dict[str, str] | None = None) -> None:
+                 nicks: dict[str, str] | None = None, vcard: str | None = None) -> None:
         self.jid = jid
         self.config = config
         self.limits = limits
@@ -84,6 +121,11 @@ class Room:
         self.by_real: dict[JID, str] = {}
         self.history = History(limits.history_length)
         self.destroyed = False
+        # The room's vCard (XEP-0054), as stored, and the hash of its photo ("" for none).
+        self.vcard: str | None = vcard
+        self.avatar_hash = avatar.photo_hash(avatar.load(vcard)) if vcard else ""
+        # iqs passed on to occupants, by the id the room gave them.
+        self.pending_iqs: dict[str, PendingIq] = {}
         # Called when the room has no occupant and need not be kept.
         self.on_empty: Callable[[Room], None] = lambda room: None
         # Stamps a reflected message with its archive id and returns what to archive
@@ -101,6 +143,11 @@ class Room:
     def occupant_of(self, real: JID) -> Occupant | None:
         nick = self.by_real.get(real)
         return None if nick is None else self.occupants[nick]
+
+    @property
+    def archived(self) -> bool:
+        """Whether groupchat messages go to the room's archive."""
+        return self.archive is not None and self.config.archiving
 
     def owners(self) -> list[str]:
         return sorted(j for j, a in self.affiliations.items() if a == "owner")
@@ -142,7 +189,7 @@ class Room:
             occupant.payload = _payload(stanza)
             x = s.child(stanza, s.MUC, "x")
             if x is None:
-                self._broadcast_presence(occupant, id=stanza.getAttribute("id"))
+                self._presence_update(occupant, stanza.getAttribute("id"))
                 return
             # A join from an occupant (a client that lost track, e.g. after a reconnect):
             # it is sent the room again as on entering; the others see a presence update.
@@ -177,7 +224,8 @@ class Room:
             return self._refuse(stanza, frm, nick, "service-unavailable", "This room is full")
         now = self.clock.seconds()
         occupant = Occupant(nick, frm, default_role(affiliation, self.config.moderated), self._occupant_id(frm),
-                            _payload(stanza), tokens=float(self.limits.occupant_burst), refilled=now)
+                            _payload(stanza), messages=Bucket(float(self.limits.occupant_burst), now),
+                            presences=Bucket(float(self.limits.occupant_burst), now))
         # §7.2.3: the others' presence to the newcomer, the newcomer's to the others, then its own.
         for other in self.occupants.values():
             self._send_presence(other, occupant)
@@ -194,11 +242,13 @@ class Room:
         codes = [s.SELF]
         if self.config.non_anonymous:
             codes.append(s.NON_ANONYMOUS)
-        if self.archive is not None:
+        if self.archived:
             codes.append(s.LOGGED)  # §7.2.12: the archive is readable by others
         if created:
             codes.append(s.CREATED)
         self._send_presence(occupant, occupant, codes, id=stanza.getAttribute("id"))
+        if self.avatar_hash:
+            self._send_room_presence(occupant)
         # §7.2.15: history, then the subject (always, empty or not).
         for entry in self.history.select(Request.from_join(x), now, self.limits.history_length):
             message = _readdressed(entry.message, frm)
@@ -214,6 +264,10 @@ class Room:
     def _change_nick(self, stanza: domish.Element, occupant: Occupant, nick: str) -> None:
         if nick in self.occupants or self._reserved_by_other(nick, occupant.real):
             return self._refuse(stanza, occupant.real, nick, "conflict", "That nickname is in use")
+        if not occupant.presences.take(self.clock.seconds(), self.limits.occupant_rate, self.limits.occupant_burst):
+            return self._refuse(stanza, occupant.real, nick, "resource-constraint",
+                                "You are changing your nickname too fast; wait a moment")
+        self._drop_held_presence(occupant)  # the new nick's presence carries the latest payload
         old = occupant.nick
         for other in list(self.occupants.values()):
             codes = [s.NEW_NICK] + ([s.SELF] if other is occupant else [])
@@ -269,6 +323,7 @@ class Room:
             extra = [s.SELF] if other is occupant else []
             self._send_unavailable(occupant, other, codes + extra, reason=reason, actor=actor, destroy=destroy,
                                    payload=stanza_payload)
+        self._drop_held_presence(occupant)
         self.occupants.pop(occupant.nick, None)
         self.by_real.pop(occupant.real, None)
         if not self.occupants:
@@ -308,6 +363,7 @@ class Room:
         target = self.occupants.get(nick)
         if target is None:
             raise StanzaError("item-not-found", "No occupant has that nickname")
+        self._may_address(occupant)
         self._throttle(occupant)
         pm = _copy_message(stanza, self._nick_jid(occupant.nick), target.real)
         pm.addChild(s.user_x())
@@ -315,14 +371,117 @@ class Room:
         self._send(pm, self._nick_jid(occupant.nick), target.real)
         return None
 
+    def _may_address(self, occupant: Occupant) -> None:
+        """muc#roomconfig_allowpm: may *occupant* send private messages and iqs to others?"""
+        allowed = {"anyone": ("visitor", "participant", "moderator"), "participants": ("participant", "moderator"),
+                   "moderators": ("moderator",), "none": ()}[self.config.allow_pm]
+        if occupant.role not in allowed:
+            raise StanzaError("forbidden", "This room does not let you address occupants privately")
+
+    # -- iq between occupants (§17.3) --------------------------------------------
+
+    def private_iq(self, stanza: domish.Element, frm: JID, nick: str) -> None:
+        """An iq get/set to an occupant's address: a self-ping is answered (XEP-0410),
+        anything else is passed on to the occupant's real JID from the asker's address."""
+        occupant = self.occupant_of(frm)
+        payload = next(iter(stanza.elements()), None)
+        if payload is None:
+            raise StanzaError("bad-request", "An iq needs a payload")
+        if occupant is None:
+            raise StanzaError("not-acceptable", "Only occupants may address occupants")
+        if occupant.nick == nick and stanza.getAttribute("type") == "get" and (payload.uri, payload.name) == (
+                ns.PING, "ping"):
+            reply = s.stanza("iq", self._nick_jid(nick), frm, "result", stanza.getAttribute("id"))
+            self._send(reply, self._nick_jid(nick), frm)
+            return
+        target = self.occupants.get(nick)
+        if target is None:
+            raise StanzaError("item-not-found", "No occupant has that nickname")
+        if target is not occupant:
+            self._may_address(occupant)
+        if len(self.pending_iqs) >= MAX_PENDING_IQS:
+            raise StanzaError("resource-constraint", "Too many queries are waiting in this room")
+        self._throttle(occupant)
+        # vCards belong to the account, not to the client (XEP-0054): asked of the bare JID.
+        answerer = target.real.bare if (payload.uri, payload.name) == (s.VCARD, "vCard") else target.real
+        new_id = _new_id()
+        asker_address = self._nick_jid(occupant.nick)
+        out = domish.Element((ns.CLIENT, "iq"))
+        out["from"] = asker_address.full()
+        out["to"] = answerer.full()
+        out["type"] = stanza["type"]
+        out["id"] = new_id
+        if stanza.getAttribute("xml:lang") is not None:
+            out["xml:lang"] = stanza["xml:lang"]
+        for c in stanza.children:
+            out.addChild(c)
+        timeout = self.clock.callLater(IQ_TIMEOUT, self._iq_timed_out, new_id)
+        self.pending_iqs[new_id] = PendingIq(frm, occupant.nick, stanza.getAttribute("id"), answerer, target.nick,
+                                             timeout)
+        self._send(out, asker_address, answerer)
+
+    def iq_answer(self, stanza: domish.Element, frm: JID, nick: str) -> None:
+        """A result or error to an occupant's address: the answer to an iq the room passed on."""
+        pending = self.pending_iqs.get(stanza.getAttribute("id") or "")
+        if pending is None or pending.answerer != frm or pending.asker_nick != nick:
+            return  # not an answer to anything the room asked: dropped, as answers are never answered
+        del self.pending_iqs[stanza["id"]]
+        if pending.timeout.active():
+            pending.timeout.cancel()
+        frm_address = self._nick_jid(pending.answerer_nick)
+        out = domish.Element((ns.CLIENT, "iq"))
+        out["from"] = frm_address.full()
+        out["to"] = pending.asker.full()
+        out["type"] = stanza["type"]
+        if pending.asker_id is not None:
+            out["id"] = pending.asker_id
+        for c in stanza.children:
+            out.addChild(c)
+        self._send(out, frm_address, pending.asker)
+
+    def _iq_timed_out(self, new_id: str) -> None:
+        pending = self.pending_iqs.pop(new_id, None)
+        if pending is None:
+            return
+        frm_address = self._nick_jid(pending.answerer_nick)
+        out = s.stanza("iq", frm_address, pending.asker, "error", pending.asker_id)
+        error = StanzaError("remote-server-timeout", "The occupant did not answer").to_element()
+        out.addChild(error)
+        self._send(out, frm_address, pending.asker)
+
+    def _cancel_pending_iqs(self) -> None:
+        for pending in self.pending_iqs.values():
+            if pending.timeout.active():
+                pending.timeout.cancel()
+        self.pending_iqs.clear()
+
     def _throttle(self, occupant: Occupant) -> None:
-        now = self.clock.seconds()
-        occupant.tokens = min(float(self.limits.occupant_burst),
-                              occupant.tokens + (now - occupant.refilled) * self.limits.occupant_rate)
-        occupant.refilled = now
-        if occupant.tokens < 1.0:
+        if not occupant.messages.take(self.clock.seconds(), self.limits.occupant_rate, self.limits.occupant_burst):
             raise StanzaError("resource-constraint", "You are sending too fast; wait a moment")
-        occupant.tokens -= 1.0
+
+    def _presence_update(self, occupant: Occupant, id: str | None) -> None:
+        """Broadcast *occupant*'s new presence, or, past its presence rate, hold it and
+        send the latest one when the rate allows: updates are coalesced, never refused
+        (a presence error would tell the client it left the room)."""
+        if occupant.held_presence is not None:
+            return  # the held broadcast will carry this newer payload
+        limits = self.limits
+        if occupant.presences.take(self.clock.seconds(), limits.occupant_rate, limits.occupant_burst):
+            self._broadcast_presence(occupant, id=id)
+            return
+        occupant.held_presence = self.clock.callLater(occupant.presences.wait(limits.occupant_rate),
+                                                      self._release_presence, occupant)
+
+    def _release_presence(self, occupant: Occupant) -> None:
+        occupant.held_presence = None
+        if self.occupants.get(occupant.nick) is occupant:
+            self._presence_update(occupant, None)
+
+    def _drop_held_presence(self, occupant: Occupant) -> None:
+        if occupant.held_presence is not None:
+            if occupant.held_presence.active():
+                occupant.held_presence.cancel()
+            occupant.held_presence = None
 
     def _groupchat(self, stanza: domish.Element, occupant: Occupant) -> Settled:
         subject = s.child(stanza, stanza.uri, "subject")
@@ -340,7 +499,7 @@ class Room:
         reflected.addChild(s.occupant_id(occupant.occupant_id))
         written = None
         if subject is None or has_body:
-            if self.archive is not None and has_body:
+            if self.archived and has_body:
                 written = self.archive.record(self, self.archive.stamp(self, reflected))
             self.history.add(self.clock.seconds(), reflected)
         for other in list(self.occupants.values()):
@@ -394,8 +553,9 @@ class Room:
             ox = out.addChild(s.user_x())
             d = ox.addElement("decline")
             d["from"] = frm.bare.full()
-            if s.child(decline, s.USER, "reason") is not None:
-                d.addElement("reason", content=s.text(s.child(decline, s.USER, "reason")))
+            reason = None if decline is None else s.child(decline, s.USER, "reason")
+            if reason is not None:
+                d.addElement("reason", content=s.text(reason))
             self._send(out, self.jid, to)
             return
         if occupant is None:
@@ -431,12 +591,7 @@ class Room:
         key = (itype, payload.uri, payload.name)
         occupant = self.occupant_of(frm)
         if nick is not None:
-            if key == ("get", ns.PING, "ping"):
-                # XEP-0410: a client checks that it is still joined.
-                if occupant is None or occupant.nick != nick:
-                    raise StanzaError("not-acceptable", "You are not an occupant with this nickname")
-                return None
-            raise StanzaError("service-unavailable", "Occupants' addresses answer no queries here")
+            raise StanzaError("service-unavailable", "Queries to occupants go through private_iq")
         if key == ("get", ns.DISCO_INFO, "query"):
             if payload.getAttribute("node") == "x-roomuser-item":
                 return self._reserved_nick_info(frm)
@@ -447,6 +602,11 @@ class Room:
             return await (self._register_get(frm) if itype == "get" else self._register_set(payload, frm))
         if key == ("get", ns.DISCO_ITEMS, "query"):
             return domish.Element((ns.DISCO_ITEMS, "query"))
+        if (payload.uri, payload.name) == (s.VCARD, "vCard") and itype in ("get", "set"):
+            if itype == "get":
+                return self._vcard_get()
+            await self._vcard_set(payload, frm)
+            return None
         if key == ("get", ns.PING, "ping"):
             return None
         if payload.uri == s.ADMIN and payload.name == "query" and itype in ("get", "set"):
@@ -461,13 +621,43 @@ class Room:
         identity["category"] = "conference"
         identity["type"] = "text"
         identity["name"] = self.config.name or (self.jid.user or "")
-        archived = [s.MAM, s.SID] if self.archive is not None else []
-        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, s.REGISTER, *archived,
+        archived = [s.MAM, s.SID] if self.archived else []
+        for feature in sorted([s.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, s.OCCUPANT_ID, s.REGISTER, s.VCARD,
+                               *archived,
                                "http://jabber.org/protocol/muc#self-ping-optimization",
                                *self.config.disco_features()]):
             query.addElement("feature")["var"] = feature
-        query.addChild(info_form(self.config, len(self.occupants), self.subject.text))
+        query.addChild(info_form(self.config, len(self.occupants), self.subject.text, self.avatar_hash))
         return query
+
+    # the room's vCard and avatar -------------------------------------------------------
+
+    def _vcard_get(self) -> domish.Element:
+        return avatar.load(self.vcard) if self.vcard else domish.Element((s.VCARD, "vCard"))
+
+    async def _vcard_set(self, payload: domish.Element, frm: JID) -> None:
+        if self.affiliation(frm) != "owner":
+            raise StanzaError("forbidden", "Only owners may set the room's vCard")
+        stored = avatar.dump(payload)
+        if len(stored.encode("utf-8")) > self.limits.vcard_max_size:
+            raise StanzaError("policy-violation",
+                              f"A room's vCard may be at most {self.limits.vcard_max_size} bytes")
+        new_hash = avatar.photo_hash(payload)
+        empty = not any(True for _ in payload.elements())
+        self.vcard = None if empty else stored
+        changed = new_hash != self.avatar_hash
+        self.avatar_hash = new_hash
+        if self.config.persistent:
+            await self._persist(self)
+        if changed:
+            for occupant in list(self.occupants.values()):
+                self._send_room_presence(occupant)
+
+    def _send_room_presence(self, to: Occupant) -> None:
+        """The room's own presence, carrying its avatar hash (XEP-0153)."""
+        p = s.stanza("presence", self.jid, to.real)
+        p.addChild(avatar.update_x(self.avatar_hash))
+        self._send(p, self.jid, to.real)
 
     # admin protocol (§8, §9) ------------------------------------------------------------
 
@@ -699,6 +889,8 @@ class Room:
         codes = [s.CONFIG_CHANGED]
         if new.non_anonymous != old.non_anonymous:
             codes.append(s.NOW_NON_ANONYMOUS if new.non_anonymous else s.NOW_SEMI_ANONYMOUS)
+        if self.archive is not None and new.archiving != old.archiving:
+            codes.append(s.LOGGED if new.archiving else s.NOT_LOGGED)
         for occupant in list(self.occupants.values()):
             m = s.stanza("message", self.jid, occupant.real, "groupchat", id=_new_id())
             m.addChild(s.user_x(codes))
@@ -726,8 +918,11 @@ class Room:
             for other in self.occupants.values():
                 if other is not occupant:
                     self._send_unavailable(occupant, other, [], destroy=notice)
+        for occupant in self.occupants.values():
+            self._drop_held_presence(occupant)
         self.occupants.clear()
         self.by_real.clear()
+        self._cancel_pending_iqs()
         await self._persist(self)
         self.on_empty(self)
 
@@ -736,11 +931,16 @@ class Room:
         for occupant in list(self.occupants.values()):
             for other in self.occupants.values():
                 self._send_unavailable(occupant, other, [s.SHUTDOWN] + ([s.SELF] if other is occupant else []))
+        for occupant in self.occupants.values():
+            self._drop_held_presence(occupant)
         self.occupants.clear()
         self.by_real.clear()
+        self._cancel_pending_iqs()
 
     def _persist_later(self) -> None:
-        background(self._persist(self), "muc room save")
+        async def save() -> None:
+            await self._persist(self)
+        background(save(), "muc room save")
 
 
 def _payload(stanza: domish.Element) -> list[domish.Element]:

@@ -16,6 +16,8 @@ from fedxmpp.features.forms import Field, Form, FormError
 from fedxmpp.muc.stanzas import ROOMCONFIG, ROOMINFO
 
 WHOIS = ("moderators", "anyone")
+# muc#roomconfig_allowpm: whose private messages and iqs to other occupants the room passes on.
+ALLOW_PM = ("anyone", "participants", "moderators", "none")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class RoomConfig:
     max_occupants: int = 200
     whois: str = "moderators"
     change_subject: bool = False
+    # Whether groupchat messages go to the room's archive (XEP-0313) when the service has one.
+    archiving: bool = True
+    allow_pm: str = "anyone"
 
     @property
     def non_anonymous(self) -> bool:
@@ -40,7 +45,7 @@ class RoomConfig:
         return cls(persistent=muc.default_persistent, public=muc.default_public,
                    members_only=muc.default_members_only, moderated=muc.default_moderated,
                    max_occupants=muc.max_occupants, whois=muc.default_whois,
-                   change_subject=muc.default_change_subject)
+                   change_subject=muc.default_change_subject, archiving=muc.default_archiving)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -87,6 +92,11 @@ def config_form(config: RoomConfig, limit: int) -> domish.Element:
         whois,
         Field("muc#roomconfig_changesubject", "boolean", _bool(config.change_subject),
               "Occupants may change the subject"),
+        Field("muc#roomconfig_allowpm", "list-single", [config.allow_pm],
+              "Who may send private messages and queries to occupants",
+              options=[("anyone", "Anyone"), ("participants", "Participants and moderators"),
+                       ("moderators", "Moderators only"), ("none", "Nobody")]),
+        Field("muc#roomconfig_enablearchiving", "boolean", _bool(config.archiving), "Archive messages"),
     ])
 
 
@@ -94,7 +104,7 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
     """*config* changed by the submitted *form*; FormError for a value that cannot be."""
     if form.form_type not in (None, ROOMCONFIG):
         raise FormError(f"the form is not {ROOMCONFIG}")
-    values: dict[str, Any] = {}  # RoomConfig fields of several types
+    values: dict[str, Any] = {}
 
     def boolean(var: str, key: str) -> None:
         if var in form.fields and form.fields[var].values:
@@ -109,6 +119,7 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
     boolean("muc#roomconfig_membersonly", "members_only")
     boolean("muc#roomconfig_moderatedroom", "moderated")
     boolean("muc#roomconfig_changesubject", "change_subject")
+    boolean("muc#roomconfig_enablearchiving", "archiving")
     password = config.password
     if "muc#roomconfig_roomsecret" in form.fields:
         password = form.value("muc#roomconfig_roomsecret") or ""
@@ -131,11 +142,17 @@ def apply_form(config: RoomConfig, form: Form, limit: int) -> RoomConfig:
         if whois not in WHOIS:
             raise FormError(f"muc#roomconfig_whois is one of {', '.join(WHOIS)}")
         values["whois"] = whois
+    if form.value("muc#roomconfig_allowpm"):
+        allow_pm = form.value("muc#roomconfig_allowpm")
+        if allow_pm not in ALLOW_PM:
+            raise FormError(f"muc#roomconfig_allowpm is one of {', '.join(ALLOW_PM)}")
+        values["allow_pm"] = allow_pm
     return dataclasses.replace(config, **values)
 
 
-def info_form(config: RoomConfig, occupants: int, subject: str) -> domish.Element:
-    return forms.build("result", ROOMINFO, [
+def info_form(config: RoomConfig, occupants: int, subject: str, avatar_hash: str = "") -> domish.Element:
+    avatar = [Field("muc#roominfo_avatarhash", None, [avatar_hash], "Avatar hash")] if avatar_hash else []
+    return forms.build("result", ROOMINFO, [*avatar,
         Field("muc#roominfo_description", None, [config.description], "Description"),
         Field("muc#roomconfig_roomname", None, [config.name], "Name"),
         Field("muc#roominfo_occupants", None, [str(occupants)], "Number of occupants"),

@@ -57,7 +57,8 @@ class MucService:
             room = self._new_room(stored.room, RoomConfig.from_json(stored.config, self.config),
                                   affiliations=json.loads(stored.affiliations),
                                   subject=Subject(state.get("subject", ""), state.get("by", "")),
-                                  salt=state.get("salt"), nicks=state.get("nicks", {}))
+                                  salt=state.get("salt"), nicks=state.get("nicks", {}),
+                                  vcard=state.get("vcard"))
             self.rooms[stored.room] = room
         log.info("MUC {domain}: {count} persistent rooms loaded", domain=self.domain, count=len(self.rooms))
 
@@ -156,9 +157,15 @@ class MucService:
             return room.message(stanza, frm, nick)
         elif stanza.name == "iq":
             if stanza.getAttribute("type") in ("result", "error"):
+                if nick is not None:
+                    room.iq_answer(stanza, frm, nick)
+                return None
+            if nick is not None:
+                room.private_iq(stanza, frm, nick)
                 return None
             payload = next(iter(stanza.elements()), None)
-            if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM:
+            if self.archive is not None and nick is None and payload is not None and payload.uri == s.MAM \
+                    and room.archived:
                 work = self.archive.query(room, stanza, frm, self.router.route)
             else:
                 work = room.iq(stanza, frm, nick)
@@ -204,7 +211,11 @@ class MucService:
             if self.store is not None and not room.destroyed:
                 # A temporary room ends with its last occupant, and so does its archive: a new
                 # room of the same name must not show it.
-                background(self.store.delete(self.domain, name, with_archive=True), "MUC room end")
+                background(self._forget(name), "MUC room end")
+
+    async def _forget(self, name: str) -> None:
+        if self.store is not None:
+            await self.store.delete(self.domain, name, with_archive=True)
 
     async def _save(self, room: Room) -> None:
         if self.store is None:
@@ -216,4 +227,4 @@ class MucService:
         await self.store.save(StoredRoom(
             self.domain, name, room.config.to_json(), json.dumps(room.affiliations, sort_keys=True),
             json.dumps({"subject": room.subject.text, "by": room.subject.by, "salt": room.salt,
-                        "nicks": room.nicks}, sort_keys=True)))
+                        "nicks": room.nicks, "vcard": room.vcard}, sort_keys=True)))

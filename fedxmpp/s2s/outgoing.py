@@ -641,6 +641,7 @@ class Destination:
 
     def _round_failed(self, local: str, condition: str, reason: str) -> None:
         self.backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, self.backoff * 2))
+        self.outgoing.count_failure(condition)
         self.retry_at = self.ctx.clock.seconds() + self.backoff
         stream = self.by_local.get(local)
         if stream is not None and (stream.closed or local not in stream.authed):
@@ -673,6 +674,7 @@ class Destination:
             log.info("S2S {local} -> {remote}: trying a stream of its own", local=local, remote=self.remote)
             self._ensure(local)
             return
+        self.outgoing.count_failure(failure.condition)
         self._bounce_local(local, failure.condition, f"Cannot reach {self.remote}")
 
     def stream_lost(self, stream: OutgoingStream) -> None:
@@ -761,6 +763,9 @@ class Outgoing:
         self.resolver = resolver
         self.destinations: dict[str, Destination] = {}
         self.stopping = False
+        #: Rounds of connection attempts that failed, by the condition their
+        #: stanzas bounced with, for the metrics.
+        self.failures: dict[str, int] = {}
 
     def __call__(self, stanza: domish.Element, frm: JID, to: JID) -> None:
         self.route(stanza, frm, to)
@@ -791,6 +796,14 @@ class Outgoing:
         *stream_id* that claims to come from it to our *local*: ('valid'|'invalid'|'error',
         condition)."""
         return self.destination(remote).verify(local, stream_id, key)
+
+    def count_failure(self, condition: str) -> None:
+        self.failures[condition] = self.failures.get(condition, 0) + 1
+
+    @property
+    def queued(self) -> int:
+        """Stanzas waiting for a link, all destinations together."""
+        return sum(len(d.queue) for d in self.destinations.values())
 
     def bounce(self, stanza: domish.Element, frm: JID, to: JID, condition: str, text: str) -> None:
         self.ctx.router.bounce(stanza, frm, to, StanzaError(condition, text))

@@ -9,6 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 from slixmpp.exceptions import IqError, PresenceError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.e2e.harness import IO_TIMEOUT, RawClient, ServerProcess, logged_in, run, stanza_error
 
@@ -211,3 +213,101 @@ def test_persistent_room_survives_a_restart(own_server: Any) -> None:
     srv.stop()
     srv.start()
     run(check())
+
+
+def test_iq_between_occupants_and_the_room_avatar(muc_server: ServerProcess) -> None:
+    """XEP-0045 §17.3 with slixmpp's own answers: Alice asks Bob's occupant address for
+    his software version and pings it, and gets the answers from that address; Bob
+    asks Alice's vCard through the room (answered by her server for her bare JID).
+    The owner sets the room's vCard: Bob gets the room's presence with the photo hash
+    (XEP-0153), and its disco#info carries muc#roominfo_avatarhash."""
+    import base64
+    import hashlib
+    room = f"talk@{SERVICE}"
+    plugins = {**PLUGINS, "xep_0092": {}, "xep_0199": {}, "xep_0054": {}}
+
+    async def scenario() -> None:
+        async with logged_in(muc_server, "alice@example.test", USERS["alice@example.test"], plugins=plugins) as a, \
+                logged_in(muc_server, "bob@example.test", USERS["bob@example.test"], plugins=plugins) as b:
+            await a.xmpp.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=IO_TIMEOUT)
+            await configure(a, room)
+            await b.xmpp.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=IO_TIMEOUT)
+            version = await a.xmpp.plugin["xep_0092"].get_version(f"{room}/Bob", timeout=IO_TIMEOUT)
+            assert str(version["from"]) == f"{room}/Bob" and version["software_version"]["name"]
+            await a.xmpp.plugin["xep_0199"].ping(f"{room}/Bob", timeout=IO_TIMEOUT)
+            mine = a.xmpp.plugin["xep_0054"].make_vcard()
+            mine["FN"] = "Alice Liddell"
+            await a.xmpp.plugin["xep_0054"].publish_vcard(mine, timeout=IO_TIMEOUT)
+            vcard = await b.xmpp.plugin["xep_0054"].get_vcard(f"{room}/Alice", timeout=IO_TIMEOUT)
+            assert str(vcard["from"]) == f"{room}/Alice" and vcard["vcard_temp"]["FN"] == "Alice Liddell"
+
+            photo = b"room avatar bytes"
+            digest = hashlib.sha1(photo).hexdigest()
+            announced: asyncio.Future = asyncio.get_running_loop().create_future()
+
+            def room_presence(p: Any) -> None:
+                if str(p["from"]) == room and digest in str(p) and not announced.done():
+                    announced.set_result(p)
+            # slixmpp's roster ignores presence from a joined room's JID, so the
+            # "presence" event never fires for it: watch the stream itself.
+            update = MatchXPath(f"{{{CLIENT}}}presence/{{vcard-temp:x:update}}x")
+            b.xmpp.register_handler(Callback("room avatar", update, room_presence))
+            iq = a.xmpp.make_iq_set(ito=room)
+            v = ET.SubElement(iq.xml, "{vcard-temp}vCard")
+            ph = ET.SubElement(v, "{vcard-temp}PHOTO")
+            ET.SubElement(ph, "{vcard-temp}TYPE").text = "image/png"
+            ET.SubElement(ph, "{vcard-temp}BINVAL").text = base64.b64encode(photo).decode()
+            await iq.send(timeout=IO_TIMEOUT)
+            await asyncio.wait_for(announced, IO_TIMEOUT)
+            info = ET.tostring(await disco(b, room), encoding="unicode")
+            assert "muc#roominfo_avatarhash" in info and digest in info
+            got = b.xmpp.make_iq_get(ito=room)
+            got.xml.append(ET.Element("{vcard-temp}vCard"))
+            assert base64.b64encode(photo).decode() in str(await got.send(timeout=IO_TIMEOUT))
+
+    run(scenario())
+
+
+def test_bookmark_autojoin_with_pep(muc_server: ServerProcess) -> None:
+    """XEP-0402 through fedxmpp's PEP: Carol bookmarks a persistent room with autojoin
+    (with the publish-options the XEP requires), reconnects, reads her bookmarks as a
+    client does at login, and joins every autojoin room under its bookmarked nick."""
+    room = f"bookmarked@{SERVICE}"
+    bookmarks = "urn:xmpp:bookmarks:1"
+    plugins = {**PLUGINS, "xep_0060": {}, "xep_0402": {}}
+    carol = ("carol@example.test", USERS["carol@example.test"])
+
+    async def bookmark() -> None:
+        async with logged_in(muc_server, *carol, plugins=plugins) as c:
+            await c.xmpp.plugin["xep_0045"].join_muc_wait(room, "Carol", timeout=IO_TIMEOUT)
+            await configure(c, room, persistentroom="1", roomname="Bookmarked")
+            conference = c.xmpp.plugin["xep_0402"].stanza.Conference()
+            conference["name"] = "Bookmarked"
+            conference["autojoin"] = True
+            conference["nick"] = "Caro"
+            options = c.xmpp.plugin["xep_0004"].make_form("submit")
+            options.add_field("FORM_TYPE", ftype="hidden",
+                              value="http://jabber.org/protocol/pubsub#publish-options")
+            for var, value in (("pubsub#persist_items", "true"), ("pubsub#max_items", "max"),
+                               ("pubsub#send_last_published_item", "never"),
+                               ("pubsub#access_model", "whitelist")):
+                options.add_field(var, value=value)
+            await c.xmpp.plugin["xep_0060"].publish("carol@example.test", bookmarks, id=room, payload=conference,
+                                                    options=options, timeout=IO_TIMEOUT)
+            c.xmpp.plugin["xep_0045"].leave_muc(room, "Carol")
+
+    async def autojoin() -> None:
+        async with logged_in(muc_server, *carol, plugins=plugins) as c:
+            items = await c.xmpp.plugin["xep_0060"].get_items("carol@example.test", bookmarks, timeout=IO_TIMEOUT)
+            wanted = [(item["id"], item["conference"]["nick"]) for item in items["pubsub"]["items"]
+                      if item["conference"]["autojoin"]]
+            assert wanted == [(room, "Caro")]
+            for jid, nick in wanted:
+                presence, _subject, _occupants, _history = await c.xmpp.plugin["xep_0045"].join_muc_wait(
+                    jid, nick, timeout=IO_TIMEOUT)
+                assert "110" in codes(presence) and str(presence["from"]) == f"{room}/Caro"
+            info = await disco(c, room)
+            assert "Bookmarked" in ET.tostring(info, encoding="unicode")
+
+    run(bookmark())
+    run(autojoin())

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import MemoryReactorClock
 from twisted.words.xish import domish
 
+from fedxmpp import app
+from fedxmpp.config import Config
+from fedxmpp.s2s.resolver import ResolveError, Target
+from fedxmpp.tls import CertificateStore
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID
+
+#: Where the fake clocks of the unit worlds start (a plausible time of day).
+NOW = 1_700_000_000.0
 
 
 class FakeSession:
@@ -67,3 +77,33 @@ def stanza(name: str, frm: str, to: str, type: str | None = None, payload_ns: st
     if name == "message":
         el.addElement("body", content="hi")
     return el
+
+
+class NoDNS:
+    """A federation resolver that finds no remote server: stanzas for remote
+    domains end as the outgoing queue's bounces, and no socket is ever opened."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def targets(self, domain: str) -> list[Target]:
+        self.asked.append(domain)
+        raise ResolveError(f"{domain} has neither SRV records nor addresses (unit test)")
+
+    def connect(self, target: Target, factory: Any) -> Deferred[Any]:
+        raise AssertionError("a unit test must not connect to a remote server")
+
+
+def build_server(cfg: Config, *, storage: Any, clock: MemoryReactorClock | None = None,
+                 resolver: Any = None) -> app.FedXmpp:
+    """The whole server for *cfg* as twistd composes it (:func:`fedxmpp.app.build`),
+    on fakes: *storage* (in memory), a MemoryReactorClock at :data:`NOW`, a
+    certificate store that is never loaded (these tests do not negotiate TLS) and
+    a resolver that finds nothing unless one is given.  It is not started: no
+    listener, no admin socket."""
+    if clock is None:
+        clock = MemoryReactorClock()
+        clock.advance(NOW)
+    certificates = CertificateStore(cfg.tls.certificates, cfg.server.domains, self_signed=False)
+    return app.build(cfg, clock, storage=storage, certificates=certificates,
+                     resolver=resolver if resolver is not None else NoDNS())

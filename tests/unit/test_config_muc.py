@@ -48,6 +48,8 @@ def test_the_sample_file_names_every_key():
     ("[muc]\narchive_length = -1\n", "muc.archive_length", "between"),
     ("[muc]\narchive_page = 0\n", "muc.archive_page", "between"),
     ("[muc]\noccupant_burst = 0\n", "muc.occupant_burst", "between"),
+    ("[muc]\nvcard_max_size = 100\n", "muc.vcard_max_size", "between"),
+    ("[muc]\ndefault_archiving = 'yes'\n", "muc.default_archiving", ""),
     ("[muc]\ndefault_whois = 'everyone'\n", "muc.default_whois", "must be one of"),
     ("[muc]\nrooms = 5\n", "muc.rooms", "unknown key"),
 ])

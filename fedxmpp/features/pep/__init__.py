@@ -46,10 +46,10 @@ XEP-0060 features above.  Items and nodes are kept by ``storage.pubsub``.
 
 from __future__ import annotations
 
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.features.pep.service import Pep
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import ServerContext
 
 
-def register(hooks: Hooks, ctx: FeatureContext) -> None:
+def register(hooks: Hooks, ctx: ServerContext) -> None:
     Pep(ctx).register(hooks)

@@ -29,8 +29,8 @@ from typing import Any, Callable
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from fedxmpp.features.context import FeatureContext
 from fedxmpp.features.forms import DATA, FormError, parse
+from fedxmpp.im.context import ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
@@ -183,7 +183,7 @@ class _Query:
 
 
 class CapsCache:
-    def __init__(self, ctx: FeatureContext, size: int = CACHE_SIZE) -> None:
+    def __init__(self, ctx: ServerContext, size: int = CACHE_SIZE) -> None:
         self.ctx = ctx
         self.size = size
         self._known: OrderedDict[tuple[str, str], Features] = OrderedDict()

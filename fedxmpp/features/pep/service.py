@@ -20,10 +20,10 @@ from twisted.words.xish import domish
 
 from fedxmpp.features import forms
 from fedxmpp.features._shared import element_from_bytes, element_to_bytes
-from fedxmpp.features.context import FeatureContext, Identity
 from fedxmpp.features.pep.interest import CapsCache, Features, Listeners, parse_caps, priority_of
 from fedxmpp.features.pep.nodeconfig import NODE_CONFIG, PUBLISH_OPTIONS, PUBSUB, ConfigValueError, NodeConfig
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Identity, ServerContext
 from fedxmpp.im.delivery import StanzaEvent
 from fedxmpp.im.serial import SerialJobs
 from fedxmpp.storage import NoSuchAccount, PubsubItem, PubsubNode
@@ -80,7 +80,7 @@ def stamp(micros: int) -> str:
 
 
 class Pep:
-    def __init__(self, ctx: FeatureContext) -> None:
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         cfg = ctx.config.pep
         self.max_nodes = cfg.max_nodes

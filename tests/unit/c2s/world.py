@@ -1,6 +1,7 @@
-"""Client streams on Twisted's fakes, wired as in app.py: ServerStream with the
-c2s handler on a StringTransport, the IM core, stream management and client
-state indication, in-memory storage and a fake clock.
+"""Client streams on Twisted's fakes: the server built by ``app.build`` (IM core,
+features, stream management, client state indication) on in-memory storage and
+a fake clock, and a ServerStream with the c2s handler on a StringTransport per
+client.
 
 A :class:`Client` starts authenticated (SASL is tested elsewhere): it opens the
 stream after SASL, reads the features, and binds or resumes.  What the server
@@ -14,25 +15,16 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from fedxmpp import config
-from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.negotiation import ClientStreamHandler, Stage
-from fedxmpp.c2s.service import C2SContext
-from fedxmpp.c2s.sm import StreamManagement
-from fedxmpp.features.context import Disco, FeatureContext
-from fedxmpp.hooks import Hooks
-from fedxmpp.im.delivery import LocalDelivery
-from fedxmpp.im.service import install
-from fedxmpp.im.sessions import SessionManager
-from fedxmpp.router import Router
 from fedxmpp.storage import RosterItem
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
+from tests.unit.fakes import build_server
 from tests.unit.storage.fakes import MemoryStorage
 
 DOMAIN = "example.test"
@@ -49,33 +41,38 @@ def q(name: str, uri: str = ns.CLIENT) -> str:
 
 
 class World:
+    """The whole server (``app.build``) on fakes, with federation replaced by a
+    recorder (:attr:`remote`) so that tests can see what would leave.
+
+    The message archive archives nothing unless told (*archive* is its
+    ``default_prefs``): these tests count the acks of stanzas that offline
+    storage or stream management make durable, and an archived message's ack
+    would also wait for the archive's group commit (see the features' tests).
+    """
+
     def __init__(self, users: tuple[str, ...] = ("alice", "bob", "carol"), *, offline_quota: int = 1000,
-                 **c2s: Any) -> None:
+                 archive: str = "never", **c2s: Any) -> None:
         cfg = config.load(None)
-        cfg = dataclasses.replace(cfg, c2s=dataclasses.replace(cfg.c2s, **c2s),
-                                  im=dataclasses.replace(cfg.im, offline_quota=offline_quota))
+        cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, domains=(DOMAIN,)),
+                                  c2s=dataclasses.replace(cfg.c2s, **c2s),
+                                  im=dataclasses.replace(cfg.im, offline_quota=offline_quota),
+                                  archive=dataclasses.replace(cfg.archive, default_prefs=archive))
         self.config = cfg
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-        self.hooks = Hooks()
-        self.router = Router([DOMAIN])
-        self.sessions = SessionManager()
-        self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
-        #: What went to the default route (federation): (stanza, from, to).
-        self.remote: list[Any] = []
-        self.router.set_default(lambda st, frm, to: self.remote.append((st, frm, to)))
         self.storage = MemoryStorage()
         for user in users:
             self.storage.accounts.put(user, DOMAIN, {})
-        self.features = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                       clock=self.clock, disco=Disco(), storage=self.storage)
-        self.im = install(self.features)
-        self.c2s = C2SContext(config=cfg, domains=frozenset([DOMAIN]), router=self.im.outbound, hooks=self.hooks,
-                              sessions=self.sessions, accounts=self.storage.accounts, certificates=None,
-                              clock=self.clock)
-        self.sm = StreamManagement(self.c2s)
-        self.c2s.sm = self.sm
-        ClientStateIndication(self.c2s)
+        self.server = build_server(cfg, storage=self.storage)
+        self.clock = self.server.reactor
+        self.hooks = self.server.hooks
+        self.router = self.server.router
+        self.sessions = self.server.sessions
+        #: What went to the default route (federation): (stanza, from, to).
+        self.remote: list[Any] = []
+        self.router.set_default(lambda st, frm, to: self.remote.append((st, frm, to)))
+        self.features = self.server.features
+        self.im = self.server.im
+        self.c2s = self.server.c2s
+        self.sm = self.c2s.sm
 
     def connect(self, user: str) -> Client:
         """A client of *user* that has authenticated and opened the stream after

@@ -233,8 +233,10 @@ def test_roster_requests_from_others_are_left_to_the_roster_feature():
     w = _privileged(roster="both")
     peer = w.attach()
     peer.take()
-    assert not w.hooks.fire(f"iq-get/bare/{ROSTER}", _Event("alice@example.test/a", "alice@example.test"))
-    assert not w.hooks.fire(f"iq-get/bare/{ROSTER}", _Event("bot@gw.example.test", "alice@example.test"))
+    # (The privilege handler declines; the whole server's roster feature then answers.)
+    privileges = w.components.privileges
+    assert not privileges.roster_get(_Event("alice@example.test/a", "alice@example.test"))
+    assert not privileges.roster_get(_Event("bot@gw.example.test", "alice@example.test"))
     assert w.roster.calls == []
 
 

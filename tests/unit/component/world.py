@@ -1,26 +1,22 @@
-"""A server without sockets for the component tests: router, local delivery, components."""
+"""A server without sockets for the component tests: the whole server as
+``app.build`` composes it, components configured, on fakes."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.words.xish import domish
 
 from fedxmpp.component.handshake import handshake_digest
-from fedxmpp.component.service import ComponentFactory, Components
 from fedxmpp.config import ComponentConfig, ComponentsConfig, Config, PrivilegesConfig, ServerConfig
-from fedxmpp.hooks import Hooks
-from fedxmpp.im.delivery import LocalDelivery
-from fedxmpp.im.sessions import SessionManager
-from fedxmpp.router import Router
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
 from fedxmpp.xml.parser import StreamParser
-from tests.unit.fakes import FakeSession
+from tests.unit.fakes import FakeSession, build_server
+from tests.unit.storage.fakes import MemoryStorage
 
 SECRET = "gw-secret"
 HOSTED = ("example.test", "other.test")
@@ -33,18 +29,26 @@ def component(domain: str, **kw: Any) -> ComponentConfig:
 
 
 class World:
+    """The whole server (``app.build``) on fakes, with *components* configured.
+
+    When the test gives a *roster*, it is what XEP-0356 requests reach (a fake
+    that records the calls, or None for a server without a roster service), in
+    place of the IM core's roster.
+    """
+
     def __init__(self, *components: ComponentConfig, roster: Any = None, handshake_timeout: float = 30.0) -> None:
         self.config = Config(server=ServerConfig(domains=HOSTED),
                              components=ComponentsConfig(component=components or (component("gw.example.test"),),
                                                          handshake_timeout=handshake_timeout))
-        self.clock = Clock()
-        self.hooks = Hooks()
-        self.router = Router(HOSTED)
-        self.sessions = SessionManager()
-        self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
+        self.server = build_server(self.config, storage=MemoryStorage())
+        self.clock = self.server.reactor
+        self.hooks = self.server.hooks
+        self.router = self.server.router
+        self.sessions = self.server.sessions
         self.roster = roster
-        self.components = Components(self.config, self.router, self.hooks, self.clock, roster=lambda: self.roster)
-        self.factory = ComponentFactory(self.components)
+        self.components = self.server.components
+        self.components.privileges.roster = lambda: self.roster
+        self.factory = self.server.component_factory
 
     def login(self, jid: str) -> FakeSession:
         s = FakeSession(jid)

@@ -8,7 +8,7 @@ import hashlib
 from twisted.words.xish import domish
 
 from fedxmpp.features import caps
-from fedxmpp.features.context import Identity
+from fedxmpp.im.context import Identity
 from fedxmpp.xml import ns
 from tests.unit.features.world import World
 

@@ -1,30 +1,23 @@
-"""A server for feature tests: router, sessions, local delivery and every feature
-in ``ENABLED``, wired as in app.py, on in-memory storage and a fake clock."""
+"""A server for feature tests: the whole server as ``app.build`` composes it
+(router, sessions, local delivery, the IM core and every feature in
+``ENABLED``), on in-memory storage and a fake clock."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from twisted.internet.task import Clock
 from twisted.words.xish import domish
 
-from fedxmpp import config, features
+from fedxmpp import config
 from fedxmpp.features._shared import element_from_bytes
-from fedxmpp.features.context import Disco, FeatureContext
-from fedxmpp.hooks import Hooks
-from fedxmpp.im import service as im_service
-from fedxmpp.im.delivery import LocalDelivery
-from fedxmpp.im.sessions import SessionManager
-from fedxmpp.router import Router
 from fedxmpp.storage import RosterItem
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
-from tests.unit.fakes import FakeSession
+from tests.unit.fakes import NOW, FakeSession, build_server
 from tests.unit.storage.fakes import MemoryStorage
 
 DOMAINS = ("example.test", "other.test")
-NOW = 1_700_000_000.0
 
 
 def xml(text: str) -> domish.Element:
@@ -36,25 +29,24 @@ def xml(text: str) -> domish.Element:
 
 
 class World:
+    """The whole server (``app.build``) on fakes; *sections* replace config
+    values (``archive={"default_prefs": "never"}``).  ``storage=False`` builds it
+    before storage is open, as the server is between build and start."""
+
     def __init__(self, *, storage: bool = True, **sections: dict[str, Any]) -> None:
         cfg = config.load(None)
+        cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, domains=DOMAINS))
         for name, values in sections.items():
             cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
         self.config = cfg
-        self.clock = Clock()
-        self.clock.advance(NOW)
-        self.hooks = Hooks()
-        self.router = Router(DOMAINS)
-        self.sessions = SessionManager()
-        self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
-        self.ctx = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                  clock=self.clock, disco=Disco())
-        # As in app.py: the IM core first, then the features.
-        self.im = im_service.install(self.ctx)
-        for feature in features.ENABLED:
-            feature.register(self.hooks, self.ctx)
         self.storage = MemoryStorage() if storage else None
-        self.ctx.storage = self.storage
+        self.server = build_server(cfg, storage=self.storage)
+        self.clock = self.server.reactor
+        self.hooks = self.server.hooks
+        self.router = self.server.router
+        self.sessions = self.server.sessions
+        self.ctx = self.server.features
+        self.im = self.server.im
 
     # -- people ------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.words.xish import domish
 
-from fedxmpp.im.offline import DELAY, parse_stanza
+from fedxmpp.im.offline import DELAY
+from fedxmpp.xml.parser import parse_stanza
 from fedxmpp.storage import StorageError
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID

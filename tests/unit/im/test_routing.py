@@ -1,12 +1,12 @@
-"""The router, the session table and local delivery, wired as in app.py."""
+"""The router, the session table and local delivery underneath the IM core."""
 
 from __future__ import annotations
 
 from twisted.internet.task import Clock
 
 from fedxmpp import config, features
-from fedxmpp.features.context import Disco, FeatureContext
 from fedxmpp.hooks import Hooks
+from fedxmpp.im.context import Disco, ServerContext
 from fedxmpp.im.delivery import LocalDelivery
 from fedxmpp.im.sessions import SessionManager
 from fedxmpp.router import Router
@@ -16,13 +16,19 @@ from tests.unit.fakes import FakeSession, stanza
 
 
 class World:
+    """Delivery's own RFC 6121 §8 rules, deliberately without the IM core that
+    app.build installs on them: there, presence decides who is available and
+    offline storage takes what nobody available can receive, so these
+    fallbacks (full JID gone, nobody available, unhandled iq) could not be
+    seen.  The whole server's behaviour is tested through tests/unit/im/world.py."""
+
     def __init__(self) -> None:
         self.hooks = Hooks()
         self.router = Router(["example.test"])
         self.sessions = SessionManager()
         self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
-        ctx = FeatureContext(config=config.load(None), hooks=self.hooks, router=self.router,
-                             sessions=self.sessions, clock=Clock(), disco=Disco())
+        ctx = ServerContext(config=config.load(None), hooks=self.hooks, router=self.router,
+                            sessions=self.sessions, clock=Clock(), disco=Disco())
         for feature in features.ENABLED:
             feature.register(self.hooks, ctx)
 

@@ -1,4 +1,5 @@
-"""A server's IM core on fakes: router, delivery, roster, presence, offline.
+"""A server's IM core on fakes: router, delivery, roster, presence, offline, in
+the whole server as ``app.build`` composes it.
 
 Memory stores complete at once, so everything a stanza sets off has happened when
 ``send`` returns, unless a test slows a store down on purpose.
@@ -9,44 +10,43 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from twisted.internet.task import Clock
 from twisted.words.xish import domish
 
 from fedxmpp import config
-from fedxmpp.features.context import Disco, FeatureContext
-from fedxmpp.hooks import Hooks
-from fedxmpp.im.delivery import LocalDelivery
-from fedxmpp.im.service import install
-from fedxmpp.im.sessions import SessionManager
-from fedxmpp.router import Router
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
-from tests.unit.fakes import FakeSession
+from tests.unit.fakes import FakeSession, build_server
 from tests.unit.storage.fakes import MemoryStorage
 
 DOMAIN = "example.test"
 
 
 class World:
+    """The whole server (``app.build``) on fakes, seen through its IM core, with
+    federation replaced by a recorder (:attr:`remote`).  The message archive
+    archives nothing unless told (*archive* is its ``default_prefs``), so that a
+    message's fate here is the IM core's alone."""
+
     def __init__(self, users: tuple[str, ...] = ("alice", "bob", "carol"), *, offline_quota: int = 1000,
-                 max_roster_items: int = 1000) -> None:
+                 max_roster_items: int = 1000, archive: str = "never") -> None:
         cfg = config.load(None)
-        cfg = replace(cfg, im=replace(cfg.im, offline_quota=offline_quota, max_roster_items=max_roster_items))
-        self.hooks = Hooks()
-        self.router = Router([DOMAIN])
-        self.sessions = SessionManager()
-        self.router.set_local(LocalDelivery(self.hooks, self.sessions, self.router))
-        #: What the default route (federation) was given: (stanza, from, to).
-        self.remote: list[tuple[domish.Element, JID, JID]] = []
-        self.router.set_default(lambda st, frm, to: self.remote.append((st, frm, to)))
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
+        cfg = replace(cfg, server=replace(cfg.server, domains=(DOMAIN,)),
+                      im=replace(cfg.im, offline_quota=offline_quota, max_roster_items=max_roster_items),
+                      archive=replace(cfg.archive, default_prefs=archive))
+        self.config = cfg
         self.storage = MemoryStorage()
         for user in users:
             self.storage.accounts.put(user, DOMAIN, {})
-        self.ctx = FeatureContext(config=cfg, hooks=self.hooks, router=self.router, sessions=self.sessions,
-                                  clock=self.clock, disco=Disco(), storage=self.storage)
-        self.im = install(self.ctx)
+        self.server = build_server(cfg, storage=self.storage)
+        self.clock = self.server.reactor
+        self.hooks = self.server.hooks
+        self.router = self.server.router
+        self.sessions = self.server.sessions
+        #: What the default route (federation) was given: (stanza, from, to).
+        self.remote: list[tuple[domish.Element, JID, JID]] = []
+        self.router.set_default(lambda st, frm, to: self.remote.append((st, frm, to)))
+        self.ctx = self.server.features
+        self.im = self.server.im
 
     # -- clients ---------------------------------------------------------------------------
 

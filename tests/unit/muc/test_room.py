@@ -506,3 +506,145 @@ def test_a_groupchat_message_is_settled_when_its_archive_row_is_written():
     unarchived = World(archive_length=0)
     unarchived.room_with((ALICE, "Alice"))
     assert unarchived.service.route(el, JID.parse(ALICE), JID.parse(ROOM)) is None
+
+
+def test_archiving_is_a_room_switch_with_a_service_default():
+    """muc#roomconfig_enablearchiving turns the room's archive off and on: 170 on
+    joining only while on, 171/170 when it changes, no stanza-id, no MAM feature
+    and no archived message while off; default_archiving sets a new room's switch."""
+    w = World()
+    w.room_with((ALICE, "Alice"))
+    form = w.iq(ALICE, "get", f"<query xmlns='{OWNER}'/>").toXml()
+    assert "muc#roomconfig_enablearchiving" in form
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><query xmlns='{OWNER}'>"
+                        "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_enablearchiving'>"
+                        "<value>0</value></field></x></query></iq>")
+    assert "171" in codes(to(out, ALICE, "message")[0])
+    assert "170" not in codes(w.join(BOB, "Bob")[-2])
+    assert "urn:xmpp:sid:0" not in w.say(ALICE, "unarchived")[0].toXml()
+    info = w.iq(BOB, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()
+    assert "urn:xmpp:mam:2" not in info
+    assert error(w.iq(BOB, "set", "<query xmlns='urn:xmpp:mam:2'/>")) == "service-unavailable"
+    w.configure(ALICE, enablearchiving="1")
+    w.say(ALICE, "archived")
+    out = w.send(BOB, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><query xmlns='urn:xmpp:mam:2'/></iq>")
+    assert len(out) == 2 and "archived" in out[0].toXml() and "unarchived" not in out[0].toXml()
+
+    off = World(default_archiving=False)
+    assert codes(off.join(ALICE, "Alice")[0]) == {"110", "201"}
+    off.instant()
+    assert "urn:xmpp:sid:0" not in off.say(ALICE, "one")[0].toXml()
+
+
+def test_an_iq_to_an_occupant_is_passed_on_and_its_answer_comes_back():
+    """§17.3: an iq from an occupant to another occupant's address goes to that
+    occupant's real JID (a vCard to the bare JID) from the asker's room address with
+    an id of the room's; the answer comes back to the asker from the occupant's room
+    address with the asker's id.  A stray answer is dropped; one never given ends in
+    <remote-server-timeout/>; non-occupants get <not-acceptable/>."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}/Bob' type='get' id='v1'>"
+                        "<query xmlns='jabber:iq:version'/></iq>")
+    assert len(out) == 1 and out[0]["to"] == BOB and out[0]["from"] == f"{ROOM}/Alice"
+    assert "jabber:iq:version" in out[0].toXml()
+    room_id = out[0]["id"]
+    assert w.send(CAROL, f"<iq xmlns='jabber:client' to='{ROOM}/Alice' type='result' id='{room_id}'/>") == []
+    back = w.send(BOB, f"<iq xmlns='jabber:client' to='{ROOM}/Alice' type='result' id='{room_id}'>"
+                       "<query xmlns='jabber:iq:version'><name>b</name></query></iq>")
+    assert len(back) == 1 and back[0]["to"] == ALICE and back[0]["from"] == f"{ROOM}/Bob"
+    assert back[0]["id"] == "v1" and back[0]["type"] == "result" and "<name>b</name>" in back[0].toXml()
+    assert w.send(BOB, f"<iq xmlns='jabber:client' to='{ROOM}/Alice' type='result' id='{room_id}'/>") == []
+
+    vcard = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}/Bob' type='get' id='c1'>"
+                          "<vCard xmlns='vcard-temp'/></iq>")
+    assert vcard[0]["to"] == "bob@example.test"
+    w.clock.advance(61)
+    timed_out = [o for o in w.router.sent if o["to"] == ALICE and o.getAttribute("id") == "c1"]
+    assert len(timed_out) == 1 and error(timed_out[0]) == "remote-server-timeout"
+    assert error(w.iq(CAROL, "get", "<ping xmlns='urn:xmpp:ping'/>", to=f"{ROOM}/Bob")) == "not-acceptable"
+
+
+def test_allowpm_limits_who_addresses_occupants_privately():
+    """muc#roomconfig_allowpm: with 'moderators', a participant's private message and
+    iq to another occupant are <forbidden/>, a moderator's pass; self-ping still works."""
+    w = World()
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    assert w.configure(ALICE, allowpm="moderators")["type"] == "result"
+    assert error(w.iq(BOB, "get", "<query xmlns='jabber:iq:version'/>", to=f"{ROOM}/Alice")) == "forbidden"
+    assert error(w.say(BOB, "psst", to=f"{ROOM}/Alice", mtype="chat")[0]) == "forbidden"
+    assert w.iq(BOB, "get", "<ping xmlns='urn:xmpp:ping'/>", to=f"{ROOM}/Bob")["type"] == "result"
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}/Bob' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert out[0]["to"] == BOB
+    assert w.say(ALICE, "hi", to=f"{ROOM}/Bob", mtype="chat")[0]["to"] == BOB
+    assert error(w.configure(ALICE, allowpm="everybody")) == "not-acceptable"
+
+
+def test_presence_updates_past_the_rate_are_coalesced():
+    """Presence updates share the occupant rate: past the burst they are held and the
+    latest one is broadcast once the rate allows (never an error, which would take the
+    client out); a nick change past the rate is refused with <resource-constraint/>;
+    a held update dies with its occupant."""
+    w = World(occupant_rate=1.0, occupant_burst=2)
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+
+    def status(text: str, frm: str = BOB, nick: str = "Bob") -> list[domish.Element]:
+        return w.send(frm, f"<presence xmlns='jabber:client' to='{ROOM}/{nick}'><status>{text}</status></presence>")
+
+    assert len(status("one")) == 2 and len(status("two")) == 2
+    assert status("three") == [] and status("four") == []
+    before = len(w.router.sent)
+    w.clock.advance(1)
+    released = w.router.sent[before:]
+    assert len(released) == 2 and all("four" in p.toXml() for p in released)
+    assert {p["to"] for p in released} == {ALICE, BOB}
+    w.clock.advance(10)
+    assert len(w.router.sent) == before + 2
+    w.clock.advance(10)  # full burst again
+    assert len(status("a")) == 2 and len(status("b")) == 2
+    assert error(status("c", nick="Robert")[0]) == "resource-constraint"
+    status("held")
+    w.send(BOB, f"<presence xmlns='jabber:client' to='{ROOM}/Bob' type='unavailable'/>")
+    before = len(w.router.sent)
+    w.clock.advance(5)
+    assert len(w.router.sent) == before
+
+
+def test_room_vcard_avatar_is_set_by_owners_and_announced():
+    """XEP-0054 on the room's JID: anyone gets it, only owners set it, a too large one
+    gets <policy-violation/>; its photo's SHA-1 is announced in presence from the room's
+    bare JID (XEP-0153) to occupants and joiners, and in muc#roominfo_avatarhash
+    (XEP-0486); a persistent room keeps it over a restart; an empty vCard removes it."""
+    import base64
+    import hashlib
+    store = MemoryMucStore()
+    w = World(store, vcard_max_size=2048)
+    w.room_with((ALICE, "Alice"), (BOB, "Bob"))
+    w.configure(ALICE, persistentroom="1")
+    empty = w.iq(BOB, "get", "<vCard xmlns='vcard-temp'/>")
+    assert empty["type"] == "result" and "vcard-temp" in empty.toXml()
+    photo = b"\x89PNG fake image"
+    vcard = (f"<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{base64.b64encode(photo).decode()}"
+             "</BINVAL></PHOTO></vCard>")
+    assert error(w.iq(BOB, "set", vcard)) == "forbidden"
+    big = f"<vCard xmlns='vcard-temp'><PHOTO><BINVAL>{'A' * 4000}</BINVAL></PHOTO></vCard>"
+    assert error(w.iq(ALICE, "set", big)) == "policy-violation"
+    out = w.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'>{vcard}</iq>")
+    digest = hashlib.sha1(photo).hexdigest()
+    announced = [o for o in out if o.name == "presence"]
+    assert {p["to"] for p in announced} == {ALICE, BOB} and all(p["from"] == ROOM for p in announced)
+    assert all(f"<photo>{digest}</photo>" in p.toXml() and "vcard-temp:x:update" in p.toXml() for p in announced)
+    assert base64.b64encode(photo).decode() in w.iq(CAROL, "get", "<vCard xmlns='vcard-temp'/>").toXml()
+    info = w.iq(CAROL, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()
+    assert "muc#roominfo_avatarhash" in info and digest in info and "vcard-temp" in info
+    joined = w.join(CAROL, "Carol")
+    assert any(p["from"] == ROOM and digest in p.toXml() for p in joined)
+
+    again = World(store)
+    assert base64.b64encode(photo).decode() in again.iq(CAROL, "get", "<vCard xmlns='vcard-temp'/>").toXml()
+    assert again.service.rooms["lobby"].avatar_hash == digest
+    again.join(ALICE, "Alice")
+    out = again.send(ALICE, f"<iq xmlns='jabber:client' to='{ROOM}' type='set'><vCard xmlns='vcard-temp'/></iq>")
+    assert any(p.name == "presence" and "<photo/>" in p.toXml() for p in out)
+    assert "muc#roominfo_avatarhash" not in again.iq(CAROL, "get",
+                                                     "<query xmlns='http://jabber.org/protocol/disco#info'/>").toXml()

@@ -1,5 +1,11 @@
 """Fakes for the federation unit tests: a recording router, a fake DNS, a fake
-connector, and a scripted remote server on Twisted's StringTransport."""
+connector, and a scripted remote server on Twisted's StringTransport.
+
+:func:`outgoing` takes the federation of the whole server (``app.build``).
+:func:`context` deliberately builds only what both directions share: the
+incoming tests drive one stream against a router of their own, with the
+dialback secret fixed, and need nothing else of a server.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.names import dns, error as dns_error
 from twisted.words.xish import domish
 
+from fedxmpp import app, config
 from fedxmpp.config import LimitsConfig, S2SConfig
 from fedxmpp.router import Router
 from fedxmpp.s2s.context import S2SContext
@@ -21,6 +28,7 @@ from fedxmpp.s2s.outgoing import Outgoing
 from fedxmpp.s2s.resolver import ResolveError, S2SResolver, Target
 from fedxmpp.tls import CertificateStore, PeerVerifier
 from fedxmpp.xml.jid import JID
+from tests.unit.storage.fakes import MemoryStorage
 
 HOSTED = ("example.test", "other.test")
 PEER_HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
@@ -120,16 +128,19 @@ def context(tmp_path: Path, clock: MemoryReactorClock | None = None, router: Rou
 
 
 def outgoing(tmp_path: Path, targets: list[Target] | Exception | None = None, **s2s: Any):
-    """(outgoing, fake resolver, delivered, clock) for one test."""
-    clock = MemoryReactorClock()
-    router = Router(HOSTED)
-    delivered = Delivered()
-    router.set_local(delivered)
-    ctx = context(tmp_path, clock, router, **s2s)
+    """(outgoing, fake resolver, delivered, clock) for one test: the federation of
+    the whole server (``app.build``) on fakes, the resolver a :class:`FakeResolver`,
+    and what comes back for our own users recorded by :class:`Delivered` in
+    place of local delivery."""
+    cfg = config.load(None)
+    cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, domains=HOSTED),
+                              s2s=dataclasses.replace(cfg.s2s, **{"require_encryption": False, **s2s}))
     resolver = FakeResolver(targets if targets is not None else [Target("remote.test", 5269)])
-    out = Outgoing(ctx, resolver)  # type: ignore[arg-type]
-    router.set_default(out)
-    return out, resolver, delivered, clock
+    server = app.build(cfg, MemoryReactorClock(), storage=MemoryStorage(), certificates=certificates(tmp_path),
+                       resolver=resolver)  # type: ignore[arg-type]
+    delivered = Delivered()
+    server.router.set_local(delivered)
+    return server.s2s.outgoing, resolver, delivered, server.reactor
 
 
 def message(frm: str, to: str, body: str) -> domish.Element:

@@ -1,7 +1,8 @@
-"""What a feature module is given when it registers: the server's shared parts.
+"""The server's shared parts, as the IM core and every feature module are given them.
 
 Features hook into named events (see :mod:`fedxmpp.im.delivery`) and use only
-what is here, so that a XEP is one module and one line in ``ENABLED``.
+what is here, so that a XEP is one module and one line in ``ENABLED``.  It lives
+in ``im`` because the IM core is built on it too, and im never imports features.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Disco:
 
 
 @dataclass
-class FeatureContext:
+class ServerContext:
     config: Config
     hooks: Hooks
     router: Router
