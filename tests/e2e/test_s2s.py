@@ -386,3 +386,49 @@ def test_shutdown_closes_federation_streams_with_system_shutdown(world):
     run(scenario())
     world.c.stop()
     log_has(world.b, r"S2S b\.test -> c\.test: the peer sent the stream error system-shutdown")
+
+
+def test_jingle_signalling_across_federation_arrives_untouched(world):
+    """A Jingle call between amy@a.test and bea@b.test: session-initiate (RTP with
+    ICE candidates), session-accept and session-terminate cross the s2s link in
+    both directions exactly as sent, and each result comes back from the peer's
+    full JID (XEP-0166 signalling needs nothing of the servers but routing)."""
+    import xml.etree.ElementTree as ET
+
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
+
+    from tests.e2e.test_jingle import CALL_OFFER, JINGLE, canonical
+
+    offer = CALL_OFFER.replace("romy@example.test/desk", "amy@a.test/x")
+    accept = offer.replace("session-initiate", "session-accept").replace(
+        "initiator='amy@a.test/x'", "initiator='amy@a.test/x' responder='bea@b.test/y'")
+    terminate = f"<jingle xmlns='{JINGLE}' action='session-terminate' sid='call1'><reason><success/></reason></jingle>"
+
+    async def scenario():
+        async with logged_in(world.a, "amy@a.test/x", pw("amy@a.test")) as amy, \
+                logged_in(world.b, "bea@b.test/y", pw("bea@b.test")) as bea:
+            inbox: dict[str, asyncio.Queue] = {"amy": asyncio.Queue(), "bea": asyncio.Queue()}
+            for name, client in (("amy", amy), ("bea", bea)):
+                def handle(iq, name=name):
+                    inbox[name].put_nowait(iq)
+                    iq.reply(clear=True).send()
+                client.xmpp.register_handler(Callback(f"jingle-{name}", MatchXPath(
+                    f"{{jabber:client}}iq/{{{JINGLE}}}jingle"), handle))
+
+            async def exchange(sender: Any, receiver: str, to: str, payload: str) -> None:
+                iq = sender.xmpp.make_iq_set(ito=to)
+                sent = ET.fromstring(payload)
+                iq.xml.append(sent)
+                result = await iq.send(timeout=20)
+                assert result["type"] == "result" and result["from"].full == to
+                got = await asyncio.wait_for(inbox[receiver].get(), 20)
+                assert got["from"].full == sender.jid.full
+                (received,) = list(got.xml)
+                assert canonical(received) == canonical(sent)
+
+            await exchange(amy, "bea", "bea@b.test/y", offer)
+            await exchange(bea, "amy", "amy@a.test/x", accept)
+            await exchange(amy, "bea", "bea@b.test/y", terminate)
+
+    run(scenario())
