@@ -176,27 +176,42 @@ def _add_txn(txn: Transaction, entries: Sequence[ArchiveEntry]) -> int:
     return len(rows)
 
 
-def _position_txn(txn: Transaction, user: str, domain: str, archive_id: str) -> tuple[int, int]:
+def _query_txn(txn: Transaction, user: str, domain: str, q: ArchiveQuery) -> ArchivePage:
+    filters: dict[str, Any] = {}
+    if q.with_jid is not None:
+        filters["with_jid"] = q.with_jid
+        if q.with_resource is not None:
+            filters["with_resource"] = q.with_resource
+    return page_txn(txn, "archive", {"domain": domain, "username": user}, q, filters)
+
+
+def position_txn(txn: Transaction, table: str, owner: dict[str, Any], archive_id: str) -> tuple[int, int]:
+    """(ts, id) of *archive_id* in *owner*'s rows of *table* (an archive table with
+    ts, id and archive_id columns); :class:`UnknownArchiveId` if it is not there."""
     ts = archive_id_timestamp(archive_id)
     if ts is None:
         raise UnknownArchiveId(archive_id)
-    txn.execute("SELECT ts, id FROM archive WHERE domain = ? AND username = ? AND ts = ? AND archive_id = ?",
-                (domain, user, ts, archive_id))
+    columns = " AND ".join(f"{column} = ?" for column in owner)
+    txn.execute(f"SELECT ts, id FROM {table} WHERE {columns} AND ts = ? AND archive_id = ?",
+                (*owner.values(), ts, archive_id))
     row = txn.fetchone()
     if row is None:
         raise UnknownArchiveId(archive_id)
     return int(row[0]), int(row[1])
 
 
-def _query_txn(txn: Transaction, user: str, domain: str, q: ArchiveQuery) -> ArchivePage:
-    where = ["domain = ?", "username = ?"]
-    args: list[Any] = [domain, user]
-    if q.with_jid is not None:
-        where.append("with_jid = ?")
-        args.append(q.with_jid)
-        if q.with_resource is not None:
-            where.append("with_resource = ?")
-            args.append(q.with_resource)
+def page_txn(txn: Transaction, table: str, owner: dict[str, Any], q: ArchiveQuery,
+             filters: dict[str, Any] | None = None) -> ArchivePage:
+    """One page of *owner*'s rows of *table* for *q* (time range, ids, RSM paging
+    by archive id or index), with *filters* as extra equality conditions.  Shared by
+    the users' archive and the rooms' (:mod:`fedxmpp.storage.muc`)."""
+    conditions = {**owner, **(filters or {})}
+    where = [f"{column} = ?" for column in conditions]
+    args: list[Any] = list(conditions.values())
+
+    def position(archive_id: str) -> tuple[int, int]:
+        return position_txn(txn, table, owner, archive_id)
+
     if q.start is not None:
         where.append("ts >= ?")
         args.append(q.start)
@@ -204,16 +219,15 @@ def _query_txn(txn: Transaction, user: str, domain: str, q: ArchiveQuery) -> Arc
         where.append("ts <= ?")
         args.append(q.end)
     if q.ids is not None:
-        wanted = sorted(set(q.ids))
-        ids = [_position_txn(txn, user, domain, archive_id)[1] for archive_id in wanted]
+        ids = [position(archive_id)[1] for archive_id in sorted(set(q.ids))]
         where.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0 = 1")
         args.extend(ids)
     for archive_id, op in ((q.after_id, ">"), (q.before_id, "<")):
         if archive_id is not None:
             where.append(f"(ts, id) {op} (?, ?)")
-            args.extend(_position_txn(txn, user, domain, archive_id))
+            args.extend(position(archive_id))
     result_set = " AND ".join(where)
-    txn.execute(f"SELECT COUNT(*) FROM archive WHERE {result_set}", args)
+    txn.execute(f"SELECT COUNT(*) FROM {table} WHERE {result_set}", args)
     row = txn.fetchone()
     count = int(row[0]) if row else 0
 
@@ -221,14 +235,14 @@ def _query_txn(txn: Transaction, user: str, domain: str, q: ArchiveQuery) -> Arc
     backward = q.before is not None
     if q.after is not None:
         page_where.append("(ts, id) > (?, ?)")
-        page_args.extend(_position_txn(txn, user, domain, q.after))
+        page_args.extend(position(q.after))
     if q.before:
         page_where.append("(ts, id) < (?, ?)")
-        page_args.extend(_position_txn(txn, user, domain, q.before))
+        page_args.extend(position(q.before))
     if q.max <= 0:
         return ArchivePage([], count, None, count == 0)
     order = "DESC" if backward else "ASC"
-    sql = (f"SELECT archive_id, ts, id, stanza FROM archive WHERE {' AND '.join(page_where)}"
+    sql = (f"SELECT archive_id, ts, id, stanza FROM {table} WHERE {' AND '.join(page_where)}"
            f" ORDER BY ts {order}, id {order} LIMIT ?")
     page_args.append(q.max + 1)
     if q.index is not None and not backward and q.after is None:
@@ -242,7 +256,7 @@ def _query_txn(txn: Transaction, user: str, domain: str, q: ArchiveQuery) -> Arc
         rows.reverse()
     if not rows:
         return ArchivePage([], count, None, complete)
-    txn.execute(f"SELECT COUNT(*) FROM archive WHERE {result_set} AND (ts, id) < (?, ?)",
+    txn.execute(f"SELECT COUNT(*) FROM {table} WHERE {result_set} AND (ts, id) < (?, ?)",
                 (*args, rows[0][1], rows[0][2]))
     row = txn.fetchone()
     first_index = int(row[0]) if row else 0

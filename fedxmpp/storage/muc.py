@@ -4,9 +4,9 @@ implementation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
-from fedxmpp.storage.archive import ArchivedMessage, ArchivePage, ArchiveQuery, UnknownArchiveId, archive_id_timestamp
+from fedxmpp.storage.archive import ArchivedMessage, ArchivePage, ArchiveQuery, page_txn
 from fedxmpp.storage.database import Database, Transaction
 
 
@@ -78,69 +78,7 @@ def _archive_txn(txn: Transaction, domain: str, room: str, entries: Sequence[Arc
                     (domain, room, row[0], row[1]))
 
 
-def _position_txn(txn: Transaction, domain: str, room: str, archive_id: str) -> tuple[int, int]:
-    ts = archive_id_timestamp(archive_id)
-    if ts is None:
-        raise UnknownArchiveId(archive_id)
-    txn.execute("SELECT ts, id FROM muc_archive WHERE domain = ? AND room = ? AND ts = ? AND archive_id = ?",
-                (domain, room, ts, archive_id))
-    row = txn.fetchone()
-    if row is None:
-        raise UnknownArchiveId(archive_id)
-    return int(row[0]), int(row[1])
-
-
 def _query_txn(txn: Transaction, domain: str, room: str, q: ArchiveQuery) -> ArchivePage:
     """One page of a room's archive: the same filters and paging as a user's archive
     (:class:`ArchiveQuery`), but 'with' (a room's archive is by nobody in particular)."""
-    where = ["domain = ?", "room = ?"]
-    args: list[Any] = [domain, room]
-    if q.start is not None:
-        where.append("ts >= ?")
-        args.append(q.start)
-    if q.end is not None:
-        where.append("ts <= ?")
-        args.append(q.end)
-    if q.ids is not None:
-        rows = [_position_txn(txn, domain, room, archive_id)[1] for archive_id in sorted(set(q.ids))]
-        where.append(f"id IN ({', '.join('?' * len(rows))})" if rows else "0 = 1")
-        args.extend(rows)
-    for archive_id, op in ((q.after_id, ">"), (q.before_id, "<")):
-        if archive_id is not None:
-            where.append(f"(ts, id) {op} (?, ?)")
-            args.extend(_position_txn(txn, domain, room, archive_id))
-    result_set = " AND ".join(where)
-    txn.execute(f"SELECT COUNT(*) FROM muc_archive WHERE {result_set}", args)
-    row = txn.fetchone()
-    count = int(row[0]) if row else 0
-    page_where, page_args = list(where), list(args)
-    backward = q.before is not None
-    if q.after is not None:
-        page_where.append("(ts, id) > (?, ?)")
-        page_args.extend(_position_txn(txn, domain, room, q.after))
-    if q.before:
-        page_where.append("(ts, id) < (?, ?)")
-        page_args.extend(_position_txn(txn, domain, room, q.before))
-    if q.max <= 0:
-        return ArchivePage([], count, None, count == 0)
-    order = "DESC" if backward else "ASC"
-    sql = (f"SELECT archive_id, ts, id, stanza FROM muc_archive WHERE {' AND '.join(page_where)}"
-           f" ORDER BY ts {order}, id {order} LIMIT ?")
-    page_args.append(q.max + 1)
-    if q.index is not None and not backward and q.after is None:
-        sql += " OFFSET ?"
-        page_args.append(q.index)
-    txn.execute(sql, page_args)
-    found = txn.fetchall()
-    complete = len(found) <= q.max
-    found = found[:q.max]
-    if backward:
-        found.reverse()
-    if not found:
-        return ArchivePage([], count, None, complete)
-    txn.execute(f"SELECT COUNT(*) FROM muc_archive WHERE {result_set} AND (ts, id) < (?, ?)",
-                (*args, found[0][1], found[0][2]))
-    row = txn.fetchone()
-    first_index = int(row[0]) if row else 0
-    return ArchivePage([ArchivedMessage(str(r[0]), int(r[1]), str(r[3])) for r in found], count, first_index,
-                       complete)
+    return page_txn(txn, "muc_archive", {"domain": domain, "room": room}, q)
