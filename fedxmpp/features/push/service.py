@@ -177,8 +177,9 @@ class Push:
         for device_user, key in list(self._devices):
             if device_user == user and matches(key):
                 self._forget_device(user, key)
-        for known in list(self._sessions.values()):
-            if known.key is not None and matches(known.key):
+        for session in self.ctx.sessions.resources(user):
+            known = self._sessions.get(session)
+            if known is not None and known.key is not None and matches(known.key):
                 known.key = None
 
     def _account_removed(self, user: JID) -> None:
@@ -195,6 +196,8 @@ class Push:
             self._cache.move_to_end(user)
             return cached
         found = await self.ctx.storage.push.registrations(user.user or "", user.host)
+        if user in self._cache:  # changed by an enable or disable while this was read
+            return self._cache[user]
         self._cache_put(user, found)
         return found
 
