@@ -81,6 +81,7 @@ class AppServer:
     """The component with a queue of the notifications it received, answered by the test."""
 
     component: Component
+    domain: str
     received: asyncio.Queue = field(default_factory=asyncio.Queue)
 
     async def next(self, timeout: float = IO_TIMEOUT) -> Notification:
@@ -98,7 +99,7 @@ class AppServer:
             payload = (f"<error type='{error[0]}'><{error[1]} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
                        "</error>")
             kind = "error"
-        self.component.xmpp.send_raw(f"<iq type='{kind}' id='{n.iq_id}' from='{APP}' to='{n.sender}'>"
+        self.component.xmpp.send_raw(f"<iq type='{kind}' id='{n.iq_id}' from='{self.domain}' to='{n.sender}'>"
                                      f"{payload}</iq>")
 
 
@@ -109,12 +110,13 @@ def _fields(form: ET.Element | None) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def app_server(server: ServerProcess) -> Any:
+async def app_server(port: int, domain: str = APP, secret: str = SECRET) -> Any:
+    """A slixmpp component on *domain* standing in for an app server (XEP-0357)."""
     from slixmpp.xmlstream.handler import Callback
     from slixmpp.xmlstream.matcher import MatchXPath
 
-    component = await connect_component(server.component_port, APP, SECRET)
-    app = AppServer(component)
+    component = await connect_component(port, domain, secret)
+    app = AppServer(component, domain)
 
     def on_publish(iq: Any) -> None:
         xml = iq.xml
@@ -141,9 +143,9 @@ SECRET_FORM = (f"<x xmlns='{DATA}' type='submit'>"
                "<field var='secret'><value>app-secret-1</value></field></x>")
 
 
-async def enable_push(client: Any, node: str, form: str = SECRET_FORM) -> None:
+async def enable_push(client: Any, node: str, form: str = SECRET_FORM, app: str = APP) -> None:
     iq = client.xmpp.make_iq_set()
-    iq.append(ET.fromstring(f"<enable xmlns='{PUSH}' jid='{APP}' node='{node}'>{form}</enable>"))
+    iq.append(ET.fromstring(f"<enable xmlns='{PUSH}' jid='{app}' node='{node}'>{form}</enable>"))
     result = await iq.send(timeout=IO_TIMEOUT)
     assert result["type"] == "result"
 
@@ -183,7 +185,7 @@ def test_offline_account_is_woken_after_a_restart_and_gets_every_message(push_se
             await client.close()
 
     async def after_restart():
-        async with app_server(push_server) as app:
+        async with app_server(push_server.component_port) as app:
             sender = await login(push_server, f"{pete}/desk", USERS[pete])
             try:
                 send_chats(sender, pia, bodies)
@@ -222,7 +224,7 @@ def test_hibernating_session_outlives_the_resume_timeout_and_is_woken(push_serve
     hana, sam = "hana@example.test", "sam@example.test"
 
     async def scenario():
-        async with app_server(push_server) as app:
+        async with app_server(push_server.component_port) as app:
             phone = await sm_login(push_server, f"{hana}/phone", USERS[hana])
             try:
                 phone.xmpp.send_presence()
@@ -262,7 +264,7 @@ def test_errors_back_off_then_disable(push_server):
             await enable_push(client, "erin-node")
         finally:
             await client.close()
-        async with app_server(push_server) as app:
+        async with app_server(push_server.component_port) as app:
             sender = await login(push_server, f"{sam}/desk", USERS[sam])
             try:
                 send_chats(sender, erin, ["first"])
@@ -298,7 +300,7 @@ def test_group_chat_wakes_a_hibernating_phone_only_when_it_is_mentioned(push_ser
     plugins = {"xep_0198": {}, "xep_0045": {}}
 
     async def scenario():
-        async with app_server(push_server) as app:
+        async with app_server(push_server.component_port) as app:
             phone = await login(push_server, f"{tara}/phone", USERS[tara], plugins=plugins)
             sm = phone.xmpp.plugin["xep_0198"]
             if not sm.enabled_in:
