@@ -89,9 +89,6 @@ class Push:
         self._devices: dict[tuple[JID, Key], Device] = {}
         self._in_flight: dict[str, Device] = {}
         self._sessions: weakref.WeakKeyDictionary[Any, _SessionPush] = weakref.WeakKeyDictionary()
-        #: Notifications sent and answers received, for tests and logs.
-        self.sent = 0
-        self.disabled = 0
 
     @property
     def cfg(self) -> PushConfig:
@@ -353,7 +350,6 @@ class Push:
         device.sent_count = device.count
         device.reply_timer = self.ctx.clock.callLater(self.cfg.reply_timeout, self._timed_out, device, iq_id)
         self._in_flight[iq_id] = device
-        self.sent += 1
         log.debug("Push notification {id} for {user} to {service}", id=iq_id, user=device.user.full(),
                   service=registration.service)
         try:
@@ -422,7 +418,6 @@ class Push:
         user, registration = device.user, device.registration
         log.info("Push for {user} to {service} refused ({condition}): registration disabled",
                  user=user.full(), service=registration.service, condition=condition)
-        self.disabled += 1
         self._forget_registrations(user, registration.service, registration.node)
         background(self.ctx.storage.push.disable(user.user or "", user.host, registration.service,
                                                  registration.node),
