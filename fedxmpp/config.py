@@ -74,6 +74,10 @@ class AuthConfig:
     failure_delay: float = 0.5
     block_after: int = 20
     block_time: float = 3600.0
+    # Failed authentications per account, from any address: at this many within
+    # block_time, password logins to the account are refused for block_time
+    # seconds, except from addresses that logged in to it before (0 = off).
+    account_block_after: int = 50
 
 
 @dataclass(frozen=True)
@@ -740,6 +744,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("block_after", "must be between 1 and 1000000")
         if not 1 <= obj.block_time <= 7 * 86_400:
             raise bad("block_time", "must be between 1 and 604800 seconds")
+        if not 0 <= obj.account_block_after <= 1_000_000:
+            raise bad("account_block_after", "must be between 0 (off) and 1000000")
     elif isinstance(obj, C2SConfig):
         for key in ("listen", "direct_tls"):
             _check_endpoints(bad, key, getattr(obj, key), "tcp:5222")

@@ -35,10 +35,12 @@ class Success:
 
 @dataclass(frozen=True)
 class Failure:
-    """Send ``<failure/>`` with the RFC 6120 §6.5 *condition* and optional *text*."""
+    """Send ``<failure/>`` with the RFC 6120 §6.5 *condition* and optional *text*;
+    *user* is the prepared localpart the client tried, when it got that far."""
 
     condition: str
     text: str | None = None
+    user: str | None = None
 
 
 class Mechanism(Protocol):

@@ -54,6 +54,34 @@ def test_failed_logins_are_slowed_then_blocked_per_address(own_server):
              what="the block to end")
 
 
+def test_failed_logins_block_an_account_except_from_addresses_it_used(own_server):
+    """[auth] account_block_after failures for one account, whatever the address,
+    refuse its password logins for block_time (even the right password) from
+    addresses that never logged in to it; an address that did still gets in, and
+    other accounts are untouched."""
+    srv = own_server({"auth": {"failure_delay": 0, "block_after": 1000, "account_block_after": 3,
+                               "block_time": 600}}, users=USERS)
+
+    def login(user: str, password: str) -> tuple[str | None, str]:
+        with RawClient(srv.port, srv.cert_path()) as c:
+            c.open()
+            c.starttls()
+            outcome = c.auth_plain(user, password)
+            text = next((child.text or "" for child in outcome if child.tag.endswith("}text")), "")
+            return ("success" if outcome.tag.endswith("success") else sasl_condition(outcome)), text
+
+    assert login("wes", USERS["wes@example.test"])[0] == "success"
+    for n in range(3):
+        assert login("vic", f"wrong-{n}")[0] == "not-authorized"
+        assert login("wes", f"wrong-{n}")[0] == "not-authorized"
+    condition, text = login("vic", USERS["vic@example.test"])
+    assert condition == "temporary-auth-failure" and "this account" in text, (condition, text)
+    srv.wait_log(r"Blocking password logins to vic@example\.test from new addresses for 600 s after 3 failures")
+    # wes is blocked too, but 127.0.0.1 has logged in as wes before.
+    srv.wait_log(r"Blocking password logins to wes@example\.test")
+    assert login("wes", USERS["wes@example.test"])[0] == "success"
+
+
 def _listen_backlog(port: int) -> int:
     out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
     lines = [line.split() for line in out.splitlines() if line.strip()]

@@ -190,6 +190,7 @@ def test_a_missing_certificates_directory_stops_the_build(tmp_path):
     ("[auth]\nfailure_delay = -1\n", "auth.failure_delay"),
     ("[auth]\nblock_after = 0\n", "auth.block_after"),
     ("[auth]\nblock_time = 0\n", "auth.block_time"),
+    ("[auth]\naccount_block_after = -1\n", "auth.account_block_after"),
     ("[auth]\nmin_password_length = 0\n", "auth.min_password_length"),
 ])
 def test_abuse_limit_values_are_checked(tmp_path, text, key):
