@@ -133,6 +133,14 @@ class LimitsConfig:
     # shaped unless asked.
     component_rate: int = 0
     component_burst: int = 4 * 1024 * 1024
+    # Client connections per address (an IPv6 address: its /64): at most this
+    # many open at once, and new ones at most connection_rate_per_address per
+    # second after a burst of connection_burst_per_address; more are closed at
+    # accept.  0 = no bound.  exempt_addresses (networks) are not counted.
+    max_connections_per_address: int = 100
+    connection_rate_per_address: float = 5.0
+    connection_burst_per_address: int = 50
+    exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 ROSTER_PRIVILEGES = ("none", "get", "set", "both")
@@ -787,6 +795,17 @@ def _validate(source: str, section: str, obj: Any) -> None:
             if not obj.max_stanza_size <= burst <= 1024 ** 3:
                 raise bad(f"{kind}_burst", f"must be between max_stanza_size ({obj.max_stanza_size}) "
                                            "and 1073741824 bytes")
+        if not 0 <= obj.max_connections_per_address <= 1_000_000:
+            raise bad("max_connections_per_address", "must be between 0 (no bound) and 1000000")
+        if not 0 <= obj.connection_rate_per_address <= 1_000_000:
+            raise bad("connection_rate_per_address", "must be between 0 (no bound) and 1000000 per second")
+        if not 1 <= obj.connection_burst_per_address <= 1_000_000:
+            raise bad("connection_burst_per_address", "must be between 1 and 1000000")
+        for text in obj.exempt_addresses:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise bad("exempt_addresses", f"{text!r} is not an IP address or network") from None
     elif isinstance(obj, ComponentsConfig):
         _check_endpoints(bad, "listen", obj.listen, "tcp:5347")
         for key in ("idle_timeout", "keepalive_interval"):

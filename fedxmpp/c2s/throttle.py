@@ -14,12 +14,15 @@ are bounded, the oldest entries forgotten first.  The settings are read from
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict, deque
 from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from fedxmpp.stream.admission import address_key
+
+__all__ = ["AuthThrottle", "address_key"]
 
 log = Logger()
 
@@ -27,8 +30,6 @@ log = Logger()
 MAX_ADDRESSES = 100_000
 # The delay grows to at most this many times failure_delay.
 MAX_DELAY_FACTOR = 8
-
-
 # Addresses remembered as having logged in to an account, for how long.
 TRUSTED_FOR = 30 * 86_400
 
@@ -38,19 +39,6 @@ class ThrottleSettings(Protocol):
     block_after: int
     block_time: float
     account_block_after: int
-
-
-def address_key(host: str) -> str:
-    """What failures are counted under: the address, or an IPv6 address's /64."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 class _Counter:

@@ -82,6 +82,44 @@ def test_failed_logins_block_an_account_except_from_addresses_it_used(own_server
     assert login("wes", USERS["wes@example.test"])[0] == "success"
 
 
+def _closed_at_once(port: int) -> bool:
+    """Whether a new connection to *port* is closed by the server before it
+    says anything (a stream header sent by us gets no answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
+        try:
+            s.sendall(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' "
+                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+            return s.recv(4096) == b""
+        except ConnectionError:
+            return True
+
+
+def test_connections_per_address_are_bounded(own_server):
+    """[limits] max_connections_per_address: one more is closed at accept, and
+    one fewer lets the next in; connection_rate_per_address: after the burst,
+    new connections are closed until tokens refill."""
+    srv = own_server({"limits": {"max_connections_per_address": 3, "connection_rate_per_address": 0,
+                                 "exempt_addresses": []}})
+    held = [socket.create_connection(("127.0.0.1", srv.port), timeout=IO_TIMEOUT) for _ in range(3)]
+    try:
+        assert _closed_at_once(srv.port)
+        srv.wait_log(r"Refusing client connections from 127\.0\.0\.1: 3 connections open")
+        held.pop().close()
+        wait_for(lambda: not _closed_at_once(srv.port), 10, interval=0.2, what="a place to free up")
+    finally:
+        for s in held:
+            s.close()
+    assert srv.exited_cleanly(srv.terminate())
+    srv.overrides = {"limits": {"max_connections_per_address": 0, "connection_rate_per_address": 0.5,
+                                "connection_burst_per_address": 4, "exempt_addresses": []}}
+    srv.write_config()
+    srv.start()
+    # The harness's own readiness probes took tokens too: at most 4 get in.
+    outcomes = [_closed_at_once(srv.port) for _ in range(8)]
+    assert not outcomes[0] and outcomes[-1] and outcomes.count(False) <= 4, outcomes
+    srv.wait_log(r"Refusing client connections from 127\.0\.0\.1: more than 0\.5 new connections per second")
+
+
 def _listen_backlog(port: int) -> int:
     out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
     lines = [line.split() for line in out.splitlines() if line.strip()]
