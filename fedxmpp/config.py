@@ -43,6 +43,10 @@ class ServerConfig:
     # Bare JIDs of the hosted domains' users who may run the XEP-0133 service
     # administration commands (XEP-0050 ad-hoc commands).
     admins: tuple[str, ...] = ()
+    # Started as root: the user (and group; empty = the user's own) to switch to
+    # once every listener is bound.  Empty: no switch.
+    user: str = ""
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -734,6 +738,15 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 raise bad("admins", f"{admin!r} must be a bare JID in canonical form (user@domain)")
             if parsed.host not in obj.domains:
                 raise bad("admins", f"{admin!r} is not at a hosted domain")
+        if obj.group and not obj.user:
+            raise bad("group", "needs server.user")
+        if obj.user:
+            from fedxmpp.privileges import PrivilegeError, resolve
+
+            try:
+                resolve(obj.user, obj.group)
+            except PrivilegeError as e:
+                raise bad("group" if "group" in str(e) else "user", str(e)) from None
     elif isinstance(obj, StorageConfig):
         if obj.url and not obj.url.startswith("sqlite:///"):
             raise bad("url", f"unsupported storage {obj.url.split(':', 1)[0]!r} (supported: sqlite:///PATH)")

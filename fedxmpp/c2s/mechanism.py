@@ -7,7 +7,7 @@ mechanism does is the credential lookup it was given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from fedxmpp.xml.jid import JID, InvalidJID
@@ -40,7 +40,8 @@ class Failure:
 
     condition: str
     text: str | None = None
-    user: str | None = None
+    # Not what the client is told, so not part of the outcome's equality.
+    user: str | None = field(default=None, compare=False)
 
 
 class Mechanism(Protocol):

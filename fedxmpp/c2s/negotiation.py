@@ -282,8 +282,8 @@ class ClientStreamHandler:
             throttle = self.ctx.auth_throttle
             delay = 0.0
             if result.condition == "not-authorized" and throttle is not None:
-                account = f"{result.user}@{stream.domain}" if result.user else None
-                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth, account)
+                tried = f"{result.user}@{stream.domain}" if result.user else None
+                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth, tried)
             if delay > 0:
                 # Nothing else is accepted until the answer is sent (_sasl_busy).
                 self._sasl_busy = True

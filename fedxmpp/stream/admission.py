@@ -43,10 +43,14 @@ def address_key(host: str) -> str:
 
 
 class AdmissionSettings(TypingProtocol):
-    max_connections_per_address: int
-    connection_rate_per_address: float
-    connection_burst_per_address: int
-    exempt_addresses: tuple[str, ...]
+    @property
+    def max_connections_per_address(self) -> int: ...
+    @property
+    def connection_rate_per_address(self) -> float: ...
+    @property
+    def connection_burst_per_address(self) -> int: ...
+    @property
+    def exempt_addresses(self) -> tuple[str, ...]: ...
 
 
 class _Address:
@@ -89,10 +93,12 @@ class Admission:
         self._forget_idle()
         limit = settings.max_connections_per_address
         if limit > 0 and entry.open >= limit:
-            return self._refuse(key, entry, now, f"{entry.open} connections open")
+            self._refuse(key, entry, now, f"{entry.open} connections open")
+            return None
         if rate > 0:
             if entry.tokens < 1:
-                return self._refuse(key, entry, now, f"more than {rate:g} new connections per second")
+                self._refuse(key, entry, now, f"more than {rate:g} new connections per second")
+                return None
             entry.tokens -= 1
         entry.open += 1
         return key
@@ -114,7 +120,6 @@ class Admission:
         if now - entry.logged >= LOG_EVERY:
             entry.logged = now
             log.warn("Refusing {kind} connections from {address}: {why}", kind=self.kind, address=key, why=why)
-        return None
 
     def _forget_idle(self) -> None:
         checked = 0
