@@ -8,10 +8,11 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from tests.e2e.harness import IO_TIMEOUT, RawClient, sasl_condition, tls_context, wait_for
+from tests.e2e.harness import IO_TIMEOUT, RawClient, free_port, sasl_condition, tls_context, wait_for
 
 USERS = {"vic@example.test": "vic-password", "wes@example.test": "wes-password"}
 
@@ -98,12 +99,41 @@ def test_connections_per_address_are_bounded(own_server):
     """[limits] max_connections_per_address: one more is closed at accept, and
     one fewer lets the next in; connection_rate_per_address: after the burst,
     new connections are closed until tokens refill."""
+    metrics_port = free_port()
     srv = own_server({"limits": {"max_connections_per_address": 3, "connection_rate_per_address": 0,
-                                 "exempt_addresses": []}})
-    held = [socket.create_connection(("127.0.0.1", srv.port), timeout=IO_TIMEOUT) for _ in range(3)]
+                                 "exempt_addresses": []},
+                      "metrics": {"listen": [f"tcp:{metrics_port}:interface=127.0.0.1"]}})
+
+    def refused() -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=20) as response:
+            text = response.read().decode()
+        line = next(line for line in text.splitlines() if line.startswith("fedxmpp_connections_refused_total "))
+        return float(line.split()[1])
+
+    # The harness's readiness probes may still be counted for a moment: hold
+    # three connections, each seen answering.
+    held: list[socket.socket] = []
     try:
+        for _ in range(100):
+            if len(held) == 3:
+                break
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=IO_TIMEOUT)
+            s.sendall(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' "
+                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+            try:
+                answered = s.recv(4096) != b""
+            except ConnectionError:
+                answered = False
+            if answered:
+                held.append(s)
+            else:
+                s.close()
+                time.sleep(0.1)
+        assert len(held) == 3
+        before = refused()
         assert _closed_at_once(srv.port)
         srv.wait_log(r"Refusing client connections from 127\.0\.0\.1: 3 connections open")
+        assert refused() == before + 1
         held.pop().close()
         wait_for(lambda: not _closed_at_once(srv.port), 10, interval=0.2, what="a place to free up")
     finally:
