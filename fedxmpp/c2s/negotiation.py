@@ -258,6 +258,15 @@ class ClientStreamHandler:
             stream.write(f"<challenge xmlns='{ns.SASL}'>{_b64(result.data)}</challenge>")
         elif isinstance(result, sasl.Success):
             self._mechanism = None
+            throttle = self.ctx.auth_throttle
+            account = f"{result.user}@{stream.domain}"
+            if throttle is not None:
+                if throttle.account_blocked(account, _peer_host(stream)):
+                    self._count_login(mechanism, "failed")
+                    self._sasl_failure(stream, "temporary-auth-failure",
+                                       "Too many failed authentications for this account; try again later")
+                    return
+                throttle.succeeded(account, _peer_host(stream))
             self.user = result.user
             self.auth_domain = stream.domain
             self.stage = Stage.BIND
@@ -273,7 +282,8 @@ class ClientStreamHandler:
             throttle = self.ctx.auth_throttle
             delay = 0.0
             if result.condition == "not-authorized" and throttle is not None:
-                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth)
+                tried = f"{result.user}@{stream.domain}" if result.user else None
+                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth, tried)
             if delay > 0:
                 # Nothing else is accepted until the answer is sent (_sasl_busy).
                 self._sasl_busy = True

@@ -9,6 +9,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from fedxmpp.c2s.context import C2SContext
 from fedxmpp.c2s.negotiation import ClientStreamHandler
+from fedxmpp.stream.admission import Admission, Refused
 from fedxmpp.stream.shaper import shaper
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.tls import CertificateStore
@@ -22,13 +23,22 @@ class C2SFactory(Factory):
     def __init__(self, ctx: C2SContext) -> None:
         self.ctx = ctx
         self.streams: set[ServerStream] = set()
+        self.admission = Admission(ctx.clock, "client")
 
     def buildProtocol(self, addr: Any) -> Protocol:
         c2s, limits = self.ctx.config.c2s, self.ctx.config.limits
+        admitted = self.admission.admit(getattr(addr, "host", ""), limits)
+        if admitted is None:
+            return Refused()
+
+        def lost(stream: ServerStream) -> None:
+            self.streams.discard(stream)
+            self.admission.release(admitted)
+
         stream = ServerStream(ClientStreamHandler(self.ctx), content_ns=ns.CLIENT, limits=limits,
                               clock=self.ctx.clock, negotiation_timeout=c2s.auth_timeout,
                               idle_timeout=c2s.idle_timeout, keepalive_interval=c2s.keepalive_interval,
-                              on_lost=self.streams.discard,
+                              on_lost=lost,
                               shaper=shaper(limits.c2s_rate, limits.c2s_burst, self.ctx.clock), backpressure=True)
         stream.factory = self
         self.streams.add(stream)

@@ -134,6 +134,7 @@ class ServerStream(Protocol):
         # stream error we sent, "local" (we closed it), or None when the connection
         # just broke.  XEP-0198 keeps a session resumable only in the last case.
         self.close_reason: str | None = None
+        self.connected_at = 0.0
         self.tls = False
         self._parser: StreamParser | None = None
         self._idle_call: interfaces.IDelayedCall | None = None
@@ -163,6 +164,7 @@ class ServerStream(Protocol):
     # -- connection -------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self.connected_at = self.clock.seconds()
         set_nodelay(self.transport)
         self.transport.registerProducer(self, True)
         self._negotiation_call = self.clock.callLater(self.negotiation_timeout, self._negotiation_timed_out)
@@ -525,3 +527,21 @@ def set_nodelay(transport: object) -> None:
             return
         transport = getattr(transport, "transport", None)
         seen += 1
+
+
+def end_reason(stream: ServerStream, peer: str = "the peer") -> str:
+    """Why *stream* ended, for a log line: closed by either side, the connection
+    lost, or the stream error's condition."""
+    reason = stream.close_reason
+    if reason is None:
+        return "connection lost"
+    if reason == "peer":
+        return f"closed by {peer}"
+    if reason == "local":
+        return "closed by the server"
+    return f"stream error <{reason}/>"
+
+
+def duration(stream: ServerStream) -> float:
+    """Seconds since *stream*'s connection was made."""
+    return stream.clock.seconds() - stream.connected_at
