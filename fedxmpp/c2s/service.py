@@ -10,8 +10,9 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from fedxmpp.c2s.context import C2SContext
 from fedxmpp.c2s.negotiation import ClientStreamHandler
 from fedxmpp.stream.shaper import shaper
+from fedxmpp.stream.transport import StreamLink, TcpLink
 from fedxmpp.stream.xmlstream import ServerStream
-from fedxmpp.tls import CertificateStore
+from fedxmpp.tls import CertificateStore, channel_bindings
 from fedxmpp.xml import ns
 
 
@@ -24,12 +25,18 @@ class C2SFactory(Factory):
         self.streams: set[ServerStream] = set()
 
     def buildProtocol(self, addr: Any) -> Protocol:
+        return self.client_stream(TcpLink(channel_bindings))
+
+    def client_stream(self, link: StreamLink) -> ServerStream:
+        """A client stream over *link*: TCP here, WebSocket or BOSH from the HTTP
+        listener.  The caller connects it (``stream.makeConnection``)."""
         c2s, limits = self.ctx.config.c2s, self.ctx.config.limits
         stream = ServerStream(ClientStreamHandler(self.ctx), content_ns=ns.CLIENT, limits=limits,
                               clock=self.ctx.clock, negotiation_timeout=c2s.auth_timeout,
                               idle_timeout=c2s.idle_timeout, keepalive_interval=c2s.keepalive_interval,
                               on_lost=self.streams.discard,
-                              shaper=shaper(limits.c2s_rate, limits.c2s_burst, self.ctx.clock), backpressure=True)
+                              shaper=shaper(limits.c2s_rate, limits.c2s_burst, self.ctx.clock), backpressure=True,
+                              link=link)
         stream.factory = self
         self.streams.add(stream)
         return stream
