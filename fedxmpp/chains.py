@@ -18,6 +18,11 @@ Each handler is one of two kinds:
 Handlers hook in by step name (``hooks.add(event, handler, step="blocking")``);
 the step gives the priority and the kind, so this table is the only place where
 the order is decided.
+
+Beside the chains, plain events tell features where a stanza ended up:
+``message/delivered`` (given to resources), ``offline/stored`` (committed to
+offline storage), ``c2s/hibernating-queued`` (queued for a hibernating XEP-0198
+session); XEP-0357 push hooks the last two.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("carbons", 200, FEATURE, "XEP-0280: removes <private/> hints, marks what gets copies"),
     Step("privilege", 100, FEATURE, "XEP-0356: components' privileged roster and message access"),
     Step("pep", 100, FEATURE, "XEP-0163: contacts' caps and presence for notifications"),
+    Step("push", 50, FEATURE, "XEP-0357: takes app servers' answers, learns room nicknames for mentions"),
     Step("archive", 100, FEATURE, "XEP-0313: archives and stamps <stanza-id/>; the row commits before the ack"),
     Step("archive-stamp", 10, FEATURE, "XEP-0313: archives what the user sends, stamped for the sent carbon"),
     Step("presence", 0, FEATURE, "RFC 6121: broadcasts, subscriptions, probes (roster work in the user's queue)"),
@@ -59,15 +65,15 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "message/full": ("blocking", "carbons", "archive", "delivery"),
     "message/host": ("privilege", "delivery"),
     "presence/bare": ("blocking", "pep", "presence", "delivery"),
-    "presence/full": ("blocking", "presence", "delivery"),
+    "presence/full": ("blocking", "push", "presence", "delivery"),
     "presence/generated-remote": ("blocking",),
     "iq-get/bare": ("blocking",),
     "iq-set/bare": ("blocking",),
     "iq-get/full": ("blocking",),
     "iq-set/full": ("blocking",),
-    "iq-result/bare": ("blocking", "pep"),
+    "iq-result/bare": ("blocking", "pep", "push"),
     "iq-result/full": ("blocking",),
-    "iq-error/bare": ("blocking", "pep"),
+    "iq-error/bare": ("blocking", "pep", "push"),
     "iq-error/full": ("blocking",),
     "iq/full": ("delivery",),
     "pre-message/host": ("blocking", "archive-stamp", "carbons-sent", "archive-unstamp"),

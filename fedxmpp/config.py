@@ -451,6 +451,33 @@ class MucConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    """XEP-0357 push notifications to the app servers that clients register."""
+
+    # Whether clients may register app servers (and the account advertises urn:xmpp:push:0).
+    enabled: bool = True
+    # Registrations one account may have; enabling one more forgets the oldest.
+    max_devices: int = 5
+    # Seconds a stream-managed session of a device with push enabled stays
+    # resumable after its connection breaks (instead of [c2s] sm_resume_timeout).
+    hibernation_timeout: float = 259200.0
+    # At most one notification per device per this many seconds; what arrives
+    # meanwhile is counted into the next one.
+    min_interval: float = 10.0
+    # Seconds to wait for the app server's answer before counting it as a temporary failure.
+    reply_timeout: float = 60.0
+    # After a temporary failure (an error of type 'wait', no answer), the
+    # notification is tried again after retry_delay seconds, doubling each time,
+    # at most max_attempts times in all.
+    retry_delay: float = 30.0
+    max_attempts: int = 5
+    # What the summary form tells the app server beside the message count: the
+    # sender's JID and the message body.  Both go to a third party.
+    include_sender: bool = True
+    include_body: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     source: str = EMBEDDED
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -473,6 +500,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     muc: MucConfig = field(default_factory=MucConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -504,6 +532,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "upload": UploadConfig,
     "muc": MucConfig,
+    "push": PushConfig,
 }
 
 # Fields whose value is itself a table: annotated with one of these classes (a
@@ -927,6 +956,19 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("expire_days", "must be between 0 (keep for ever) and 36500")
         if not 10 <= obj.slot_lifetime <= 86_400:
             raise bad("slot_lifetime", "must be between 10 and 86400 seconds")
+    elif isinstance(obj, PushConfig):
+        if not 1 <= obj.max_devices <= 100:
+            raise bad("max_devices", "must be between 1 and 100")
+        if not 0 <= obj.hibernation_timeout <= 30 * 86_400:
+            raise bad("hibernation_timeout", "must be between 0 (as [c2s] sm_resume_timeout) and 2592000 seconds")
+        if not 0 <= obj.min_interval <= 86_400:
+            raise bad("min_interval", "must be between 0 and 86400 seconds")
+        if not 1 <= obj.reply_timeout <= 3600:
+            raise bad("reply_timeout", "must be between 1 and 3600 seconds")
+        if not 1 <= obj.retry_delay <= 86_400:
+            raise bad("retry_delay", "must be between 1 and 86400 seconds")
+        if not 1 <= obj.max_attempts <= 20:
+            raise bad("max_attempts", "must be between 1 and 20")
     elif isinstance(obj, MucConfig):
         _check_service_domain(obj.domain, bad)
         if obj.create not in MUC_CREATORS:

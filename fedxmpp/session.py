@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from twisted.words.xish import domish
 
@@ -25,3 +26,15 @@ class Session(Protocol):
 
     def close(self, error: StreamError | None = None) -> None:
         """End the stream, with a stream error if one is given."""
+
+
+@dataclass
+class Hibernation:
+    """What the ``c2s/hibernating`` hook is given when a client session starts to
+    hibernate (XEP-0198): handlers may lengthen *timeout* (a device woken by
+    XEP-0357 push stays resumable longer); *unacknowledged* is what its client
+    had not acknowledged when the connection broke."""
+
+    session: Any
+    timeout: float
+    unacknowledged: list[domish.Element]

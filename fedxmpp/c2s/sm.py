@@ -32,6 +32,12 @@ SIGTERM included) or its answer to the client's closing tag — it first sends a
 last ``<a h='...'/>`` (XEP-0198 §4, the graceful-close ack), so that the client
 knows which of its stanzas the server handled and resends none of them.
 
+Features follow hibernation through hooks: ``c2s/hibernating`` gets a
+:class:`~fedxmpp.session.Hibernation` when it starts (a handler may lengthen its timeout: a
+device woken by XEP-0357 push stays resumable longer), ``c2s/hibernating-queued``
+gets ``(session, stanza, settled)`` for each stanza queued meanwhile, and
+``c2s/resumed`` the session when its client resumes it.
+
 A session that ends for good (closed by the client, replaced by a new binding of
 its resource, closed with a stream error, or not resumed in time) deals with the
 stanzas its client never acknowledged as the XEP asks: as stanzas sent to an
@@ -83,6 +89,7 @@ from twisted.words.xish import domish
 
 from fedxmpp.hooks import PolicyFailed
 from fedxmpp.router import Settled, all_settled
+from fedxmpp.session import Hibernation
 from fedxmpp.storage.sm_pending import PendingStanza
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError
@@ -381,7 +388,11 @@ class ManagedSession:
             if stanza in self._receipts:
                 return None  # a stored offline message being delivered: still stored there
             self.stored = True
-            return self.manager.keep(self, [stanza])
+            kept = self.manager.keep(self, [stanza])
+            hooks = self.manager.ctx.hooks
+            if hooks.has("c2s/hibernating-queued"):
+                hooks.fire("c2s/hibernating-queued", (self.session, stanza, kept))
+            return kept
         if self.session.stream.closed:
             self.unwritten += 1
             return None
@@ -526,15 +537,17 @@ class ManagedSession:
         self._awaiting_ack = False
         self._cancel_ack_call()
         self._cancel_overdue_call()
-        self._expiry = self.manager.clock.callLater(self.timeout, self._expired)
         # Stored offline messages being delivered (send_tracked) are still in the
         # offline store: keeping them here too would deliver them twice after a crash.
         kept = [stanza for stanza in self.queue if stanza not in self._receipts]
         if kept:
             self.stored = True
             self.manager.keep(self, kept)
+        hibernation = Hibernation(self.session, self.timeout, list(self.queue))
+        self.manager.ctx.hooks.fire("c2s/hibernating", hibernation)
+        self._expiry = self.manager.clock.callLater(hibernation.timeout, self._expired)
         log.info("Hibernating {jid}: resumable for {timeout:.0f} s, {n} stanzas unacknowledged",
-                 jid=self.session.address.full(), timeout=self.timeout, n=len(self.queue))
+                 jid=self.session.address.full(), timeout=hibernation.timeout, n=len(self.queue))
         return True
 
     def _expired(self) -> None:
@@ -599,6 +612,7 @@ class ManagedSession:
         if self.queue:
             self._request_ack()
         log.info("Resumed {jid}, {n} stanzas sent again", jid=session.address.full(), n=len(self.queue))
+        self.manager.ctx.hooks.fire("c2s/resumed", session)
         self._notify()
 
     # -- the end ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from fedxmpp.features import (
     pep,
     ping,
     private,
+    push,
     register,
     time,
     vcard,
@@ -21,4 +22,4 @@ from fedxmpp.features import (
 )
 
 ENABLED = (ping, disco, caps, version, time, last, vcard, private, blocking, register, carbons, mam, pep,
-           extdisco)
+           extdisco, push)

@@ -25,6 +25,9 @@ wait in the user's delivery chain (the ``offline-hold`` step returns an
 awaitable) and go on after the stored ones, so the order stays the order of
 arrival.
 
+Once a message is committed, ``offline/stored`` is fired with a
+:class:`StoredOffline` (XEP-0357 push wakes the user's devices).
+
 A message stored for later is *settled* (:mod:`fedxmpp.router`) when its row is
 committed, or when its sender was answered with an error; shutdown waits for
 the stores still running (``storage/flush``).
@@ -69,6 +72,17 @@ MSGOFFLINE = "msgoffline"  # XEP-0160 §4: the disco feature
 
 # Stored messages read from storage at a time while delivering them.
 READ_BATCH = 200
+
+
+@dataclass(frozen=True)
+class StoredOffline:
+    """What the ``offline/stored`` hook is given once a message for *user* is
+    committed: the stored *stanza*, and the session whose client never
+    acknowledged it when that is how it came here (else None)."""
+
+    user: JID
+    stanza: domish.Element
+    unacked_by: object = None
 
 
 @dataclass
@@ -123,8 +137,8 @@ class OfflineMessages:
     def _closing(self, _: object) -> Deferred[list[tuple[bool, None]]]:
         return DeferredList(list(self._storing))
 
-    def _start_store(self, event: StanzaEvent, what: str) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self._store(event))
+    def _start_store(self, event: StanzaEvent, what: str, unacked_by: object = None) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self._store(event, unacked_by))
         d.addErrback(lambda f: log.failure("{what} failed", f, what=what))
         self._storing.add(d)
         d.addBoth(lambda r: self._storing.discard(d))
@@ -161,9 +175,9 @@ class OfflineMessages:
             frm = session.bare.domain
         event = StanzaEvent(stanza, frm, session.bare, self.ctx.router)
         # Taken once stored (or answered with an error): the caller waits for it.
-        return self._start_store(event, "Storing an unacknowledged message").addCallback(lambda _: True)
+        return self._start_store(event, "Storing an unacknowledged message", session).addCallback(lambda _: True)
 
-    async def _store(self, event: StanzaEvent) -> None:
+    async def _store(self, event: StanzaEvent, unacked_by: object = None) -> None:
         to = event.to
         stamped = _copy(event.stanza)
         if not any(c.uri == DELAY and c.name == "delay" and c.getAttribute("from") == to.host
@@ -186,6 +200,8 @@ class OfflineMessages:
             event.error("service-unavailable", "The recipient's offline message storage is full")
             return
         self.stored += 1
+        if self.ctx.hooks.has("offline/stored"):
+            self.ctx.hooks.fire("offline/stored", StoredOffline(to, stamped, unacked_by))
 
     # -- delivering ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from fedxmpp.storage.keyval import SqlKeyValStore
 from fedxmpp.storage.muc import SqlMucStore, StoredRoom
 from fedxmpp.storage.offline import SqlOfflineStore
 from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
+from fedxmpp.storage.push import PushRegistration, SqlPushStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
 from fedxmpp.storage.schema import load_migrations
 from fedxmpp.storage.sm_pending import PendingStanza, SqlPendingStore
@@ -51,7 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
     "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "MucStore", "NoSuchAccount",
-    "OfflineStore", "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "RosterItem",
+    "OfflineStore", "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "PushRegistration",
+    "PushStore", "RosterItem",
     "RosterStore", "SUBSCRIPTIONS", "SchemaError", "Storage", "StorageError", "StoredRoom", "Subscription",
     "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
     "open_storage",
@@ -260,13 +262,30 @@ class MucStore(Protocol):
         :class:`UnknownArchiveId` when an id it names is not in the archive."""
 
 
+class PushStore(Protocol):
+    """Each account's XEP-0357 push registrations (app server JID and node)."""
+
+    async def enable(self, user: str, domain: str, registration: PushRegistration,
+                     keep: int) -> list[PushRegistration]:
+        """Add *registration*, or replace the one with the same service and node;
+        then keep only the account's *keep* newest.  The registrations now, oldest
+        first; :class:`NoSuchAccount` if there is no such account."""
+
+    async def disable(self, user: str, domain: str, service: str, node: str | None) -> int:
+        """Remove the registration of *service* and *node* (every node of *service*
+        when None); how many were removed."""
+
+    async def registrations(self, user: str, domain: str) -> list[PushRegistration]:
+        """The account's registrations, oldest first."""
+
+
 class Storage:
     """Every store of one database."""
 
     def __init__(self, database: Database, accounts: AccountStore, roster: RosterStore,
                  offline: OfflineStore, keyval: KeyValStore, archive: ArchiveStore,
                  pubsub: PubsubStore, sm_pending: PendingStore | None = None,
-                 muc: MucStore | None = None) -> None:
+                 muc: MucStore | None = None, push: PushStore | None = None) -> None:
         self.database = database
         self.accounts = accounts
         self.roster = roster
@@ -276,6 +295,7 @@ class Storage:
         self.pubsub = pubsub
         self.sm_pending = sm_pending
         self.muc = muc
+        self.push = push
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""
@@ -307,7 +327,7 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
                    SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database),
-                   muc=SqlMucStore(database))
+                   muc=SqlMucStore(database), push=SqlPushStore(database))
 
 
 def _make_private_dir(directory: Path) -> None:

@@ -40,7 +40,8 @@ from tests.e2e.s2s_dns import ZoneServer
 from tests.e2e.s2s_pki import CertAuthority
 from tests.e2e.s2s_world import DB, Peer, ServerRawClient, address_with_free_5269, port_free, start_peer
 
-USERS_A = {"alice@a.test": "alice-pw", "amy@a.test": "amy-pw", "ann@a.test": "ann-pw", "abe@a.test": "abe-pw"}
+USERS_A = {"alice@a.test": "alice-pw", "amy@a.test": "amy-pw", "ann@a.test": "ann-pw", "abe@a.test": "abe-pw",
+           "pam@a.test": "pam-pw"}
 USERS_B = {"bob@b.test": "bob-pw", "bea@b.test": "bea-pw", "carol@b2.test": "carol-pw", "ben@b3.test": "ben-pw",
            "bill@b.test": "bill-pw"}
 USERS_C = {"dave@c.test": "dave-pw", "dora@c.test": "dora-pw"}
@@ -432,3 +433,30 @@ def test_jingle_signalling_across_federation_arrives_untouched(world):
             await exchange(amy, "bea", "bea@b.test/y", terminate)
 
     run(scenario())
+
+
+def test_push_notifications_reach_an_app_server_across_federation(world):
+    """pam@a.test registers the gateway of server B (gw.b.test) as her XEP-0357 app
+    server and leaves; bob@b.test's message to her (over s2s, B to A) is stored on
+    A, whose notification goes back over s2s to B and its component; the
+    component's <item-not-found/> answer crosses back to A, which disables the
+    registration; pam still gets the message at login."""
+    from tests.e2e.test_push import app_server, enable_push
+
+    async def scenario():
+        async with logged_in(world.a, "pam@a.test/phone", pw("pam@a.test")) as pam:
+            await enable_push(pam, "pam-node", form="", app=GATEWAY_B)
+        async with app_server(world.component_port, GATEWAY_B, GATEWAY_SECRET) as app, \
+                logged_in(world.b, "bob@b.test/push", pw("bob@b.test")) as bob:
+            bob.xmpp.send_message(mto="pam@a.test", mbody="across", mtype="chat")
+            n = await app.next(timeout=30)
+            assert (n.sender, n.node) == ("pam@a.test", "pam-node")
+            assert n.summary["message-count"] == "1"
+            assert n.summary["last-message-sender"] == "bob@b.test/push"
+            app.answer(n, ("cancel", "item-not-found"))
+            log_has(world.a, r"Push for pam@a\.test to gw\.b\.test refused \(item-not-found\)")
+        async with logged_in(world.a, "pam@a.test/phone", pw("pam@a.test")) as pam:
+            pam.xmpp.send_presence()
+            assert (await pam.next_message())["body"] == "across"
+
+    run(scenario(), timeout=90)

@@ -19,6 +19,7 @@ from fedxmpp.storage import (
     NoSuchAccount,
     PubsubItem,
     PubsubNode,
+    PushRegistration,
     RosterItem,
     StorageError,
     StoredRoom,
@@ -430,6 +431,31 @@ class MemoryMucStore:
         return ArchivePage(page, len(messages), start if page else None, complete)
 
 
+class MemoryPushStore:
+    """An in-memory PushStore (with *accounts*: NoSuchAccount for unknown ones)."""
+
+    def __init__(self, accounts: MemoryAccountStore | None = None) -> None:
+        self.accounts = accounts
+        self.rows: dict[tuple[str, str], list[PushRegistration]] = {}
+
+    async def enable(self, user: str, domain: str, registration: PushRegistration,
+                     keep: int) -> list[PushRegistration]:
+        _check_account(self.accounts, user, domain)
+        rows = [r for r in self.rows.get((user, domain), []) if r.key != registration.key]
+        rows.append(registration)
+        self.rows[(user, domain)] = rows[-keep:]
+        return list(self.rows[(user, domain)])
+
+    async def disable(self, user: str, domain: str, service: str, node: str | None) -> int:
+        rows = self.rows.get((user, domain), [])
+        kept = [r for r in rows if r.service != service or (node is not None and r.node != node)]
+        self.rows[(user, domain)] = kept
+        return len(rows) - len(kept)
+
+    async def registrations(self, user: str, domain: str) -> list[PushRegistration]:
+        return list(self.rows.get((user, domain), []))
+
+
 class MemoryStorage:
     """A Storage of in-memory stores, for unit tests of code above storage.  Writes
     for users without an account raise NoSuchAccount, as with SQL; tests create
@@ -444,6 +470,7 @@ class MemoryStorage:
         self.pubsub = MemoryPubsubStore(self.accounts)
         self.sm_pending = MemoryPendingStore()
         self.muc = MemoryMucStore()
+        self.push = MemoryPushStore(self.accounts)
 
     def close(self) -> None:
         pass
