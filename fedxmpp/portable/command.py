@@ -44,7 +44,7 @@ class ImportFailed(Exception):
 
 
 def import_file(cfg: Config, path: Path, *, existing: Existing, domain: str | None, derive: Derive,
-                run: Callable[..., Any], err: IO[str] = sys.stderr) -> tuple[Counter[str], float]:
+                run: Callable[..., Any], err: IO[str] | None = None) -> tuple[Counter[str], float]:
     """Import the accounts of *path*; the outcomes counted, and the seconds taken.
 
     Accounts that fail are reported on *err*, one line each; a file that cannot be
@@ -54,6 +54,8 @@ def import_file(cfg: Config, path: Path, *, existing: Existing, domain: str | No
     started = time.monotonic()
     counts: Counter[str] = Counter()
     notes = Notes()
+    if err is None:
+        err = sys.stderr
 
     async def work(reactor: Any) -> None:
         storage = await open_storage(cfg, reactor)
@@ -63,6 +65,7 @@ def import_file(cfg: Config, path: Path, *, existing: Existing, domain: str | No
         finally:
             storage.close()
 
+    assert err is not None
     try:
         run(work)
     except PieError as e:
@@ -80,13 +83,13 @@ def _parsed(path: Path, cfg: Config, domain: str | None, notes: Notes) -> Iterat
         if domain is not None and b.domain != domain:
             continue
         if b.domain not in cfg.server.domains:
-            raise PieError(f"{u.where}: <host jid='{b.domain}'> is not a hosted domain "
+            raise PieError(f"{u.where}: the host is not a hosted domain "
                            f"(server.domains in {cfg.source}); give --domain to import one host only")
         if account.password is not None:
             try:
                 prepare_password(account.password)
             except InvalidPassword as e:
-                raise PieError(f"{u.where}: <user name='{b.user}'>: {e}") from None
+                raise PieError(f"{u.where}: {e}") from None
         yield account
 
 
@@ -116,7 +119,7 @@ async def _import_batch(storage: Storage, batch: list[ParsedAccount], existing: 
     for account, result in zip(batch, results):
         if result.outcome is None:
             counts["failed"] += 1
-            print(f"fedxmpp: {account.where}: {result.user}@{result.domain} not imported: {result.error}", file=err)
+            print(f"fedxmpp: {account.where}: not imported: {result.error}", file=err)
         else:
             counts[result.outcome] += 1
             counts["roster items"] += len(account.bundle.roster) if result.outcome != "skipped" else 0
@@ -222,7 +225,7 @@ class _SplitWriter:
             "_" + bundle.user.encode("utf-8").hex()
         href = f"{self.domain}/{name}.xml"
         with _private_file(self.dir / href) as out:
-            out.write(_HEADER + user_xml(bundle) + "\n")
+            out.write(_HEADER + user_xml(bundle, standalone=True) + "\n")
         self.users.append(urllib.parse.quote(href))
 
     def end_host(self) -> None:

@@ -29,9 +29,10 @@ _MECHANISM = {"sha-1": "SCRAM-SHA-1", "sha-256": "SCRAM-SHA-256"}
 _MAX_STANZA = 1 << 24
 
 
-def user_xml(bundle: AccountBundle) -> str:
-    """The ``<user/>`` element of *bundle*, serialised in the urn:xmpp:pie:0 namespace."""
-    return serialize(user_element(bundle), PIE)
+def user_xml(bundle: AccountBundle, *, standalone: bool = False) -> str:
+    """The ``<user/>`` element of *bundle*, serialised inside a urn:xmpp:pie:0 parent,
+    or with its own ``xmlns`` when *standalone* (the root of a file)."""
+    return serialize(user_element(bundle), "" if standalone else PIE)
 
 
 def user_element(b: AccountBundle) -> domish.Element:
