@@ -249,7 +249,7 @@ class _Reading:
         groups = tuple(dict.fromkeys(g.text for g in item if g.tag == _ROSTER_GROUP and g.text))
         self.roster[contact] = RosterItem(
             jid=contact, name=item.get("name") or None, subscription=subscription,  # type: ignore[arg-type]
-            ask=ask == "subscribe", pending_in=False, groups=groups,  # type: ignore[arg-type]
+            ask=ask == "subscribe", pending_in=False, groups=groups,
             approved=item.get("approved") in ("true", "1"))
 
     def roster_items(self) -> list[RosterItem]:

@@ -79,7 +79,7 @@ def _fail(path: Path, problem: str) -> PieError:
 
 def _events(path: Path) -> Iterator[tuple[str, ET.Element]]:
     """(event, element) for 'start' and 'end', refusing DOCTYPE."""
-    parser = ET.XMLPullParser(events=("start", "end"))
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -99,7 +99,8 @@ def _events(path: Path) -> Iterator[tuple[str, ET.Element]]:
                     parser.close()
             except ET.ParseError as e:
                 raise _fail(path, f"not well-formed XML ({e})") from None
-            yield from parser.read_events()  # type: ignore[misc]
+            for event in parser.read_events():
+                yield event  # type: ignore[misc]
             if not chunk:
                 return
 
