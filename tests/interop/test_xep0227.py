@@ -236,20 +236,28 @@ VirtualHost "{PRO}"
     def migrate_to_xep0227(self, out: Path) -> list[Path]:
         """prosody-migrator from Prosody's files to its xep0227 store: one file per user."""
         out.mkdir()
+        self._migrate(f'type = "internal"; path = "{self.data}"', 'type = "xep0227"', xep0227_dir=out)
+        return sorted(out.glob("*.xml"))
+
+    def migrate_from_xep0227(self, files: Path) -> None:
+        """prosody-migrator from its xep0227 store (*files*: ``user@host.xml``) to Prosody's files."""
+        self._migrate('type = "xep0227"', f'type = "internal"; path = "{self.data}"', xep0227_dir=files)
+
+    def _migrate(self, source: str, target: str, *, xep0227_dir: Path) -> None:
         stores = '"accounts"; "roster"; "vcard"; "private"; "pep-pubsub"'
         config = self.root / "migrator.cfg.lua"
         config.write_text(f'''
-input {{ type = "internal"; path = "{self.data}"; hosts = {{ ["{PRO}"] = {{ {stores} }} }} }}
-output {{ type = "xep0227"; hosts = {{ ["{PRO}"] = {{ {stores} }} }} }}
+input {{ {source}; hosts = {{ ["{PRO}"] = {{ {stores} }} }} }}
+output {{ {target}; hosts = {{ ["{PRO}"] = {{ {stores} }} }} }}
 ''')
         script = self.root / "run-migrator.lua"
         script.write_text(RUN_MIGRATOR)
         done = subprocess.run([LUA, str(script), "--root", f"--config={config}", "input", "output"],
                               capture_output=True, text=True, timeout=60,
-                              env={"MIGRATOR": MIGRATOR, "MIGRATOR_DATA_DIR": str(out), "PATH": "/usr/bin:/bin"})
+                              env={"MIGRATOR": MIGRATOR, "MIGRATOR_DATA_DIR": str(xep0227_dir),
+                                   "PATH": "/usr/bin:/bin"})
         if done.returncode != 0 or "Done!" not in done.stderr:
             raise HarnessError(f"prosody-migrator failed: {done.stdout} {done.stderr}")
-        return sorted(out.glob("*.xml"))
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +304,7 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
             server.cli("import", str(path))
         server.cli("import", str(ejabberd_main))
         server.start()
-        yield SimpleNamespace(server=server, prosody_files=prosody_files, ejabberd_main=ejabberd_main)
+        yield SimpleNamespace(server=server, prosody_files=prosody_files, ejabberd_main=ejabberd_main, root=root)
     finally:
         server.stop()
 
@@ -323,3 +331,44 @@ def test_importing_the_same_files_again_changes_nothing(moved):
     assert "2 skipped" in again.stdout, again.stdout
     refused = server.cli("import", "--existing", "merge", str(moved.ejabberd_main), check=False)
     assert refused.returncode == 1 and "the server is running" in refused.stderr, refused
+
+
+def test_fedxmpp_export_is_read_by_prosody(moved):
+    """fedxmpp export (while the server runs) -> prosody-migrator's xep0227 reader ->
+    a fresh Prosody: alice logs in with her password and finds her roster and
+    vCard.  Prosody's reader wants one ``user@host.xml`` document per user, so the
+    test cuts fedxmpp's single document into those (XEP-0227 does not prescribe
+    that layout)."""
+    import xml.etree.ElementTree as ET
+
+    root = moved.root
+    moved.server.cli("export", "--domain", PRO, str(root / "fedxmpp-export.xml"))
+    files = root / "for-prosody"
+    files.mkdir()
+    pie = "urn:xmpp:pie:0"
+    ET.register_namespace("", pie)
+    for host in ET.parse(root / "fedxmpp-export.xml").getroot():
+        for user in host:
+            document = ET.Element(f"{{{pie}}}server-data")
+            ET.SubElement(document, f"{{{pie}}}host", jid=host.get("jid")).append(user)
+            ET.ElementTree(document).write(files / f"{user.get('name')}@{host.get('jid')}.xml")
+    prosody = Prosody(root / "prosody-again")
+    prosody.migrate_from_xep0227(files)
+    prosody.start()
+    try:
+        async def scenario() -> None:
+            alice = await _connect(f"alice@{PRO}/back", PASSWORDS["alice"], prosody.port, prosody.cert)
+            try:
+                roster = await alice.get_roster(timeout=WAIT)
+                items = {str(i["jid"]): i for i in roster["roster"]}
+                bob = items[f"bob@{PRO}"]
+                assert (bob["subscription"], bob["name"], sorted(bob["groups"])) == \
+                    ("both", "Bobby", ["Friends", "Work"])
+                vcard = await alice.plugin["xep_0054"].get_vcard(alice.boundjid.bare, timeout=WAIT)
+                assert vcard["vcard_temp"]["FN"] == "Alice Liddell"
+            finally:
+                await _disconnect(alice)
+
+        run(scenario(), timeout=90)
+    finally:
+        prosody.stop()
