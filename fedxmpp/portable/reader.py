@@ -138,6 +138,8 @@ def _read(path: Path, base: Path, *, expect: tuple[str, ...], host: str | None,
             yield from _read(target, base, expect=(child,), host=host, depth=depth + 1)
             parent.remove(element)
         elif parent is not None and parent.tag == _SERVER_DATA:
+            if element.tag == _USER:
+                raise _fail(path, "<user> outside a <host>")
             parent.remove(element)  # a finished host, or something unknown: done with it
 
 

@@ -236,6 +236,7 @@ def test_ejabberd_double_base64_scram_credentials(run, storage_cfg, tmp_path):
     ("<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'>"
      "<xi:include href='../../etc/passwd'/></server-data>", "outside the directory of the main file"),
     ("<roster xmlns='jabber:iq:roster'/>", "the document is <roster xmlns='jabber:iq:roster'>"),
+    ("<server-data xmlns='urn:xmpp:pie:0'><user name='a' password='p'/></server-data>", "<user> outside a <host>"),
 ])
 def test_bad_files_are_one_line_naming_file_and_element(run, storage_cfg, tmp_path, text, problem):
     """A file that cannot be imported: one line naming the file (and line and
