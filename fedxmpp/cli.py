@@ -130,6 +130,26 @@ def _build_parser() -> argparse.ArgumentParser:
                   "('#' comments and blank lines skipped; all or nothing)")
     sub.add_argument("file", metavar="FILE", help="the file to read, or - for standard input")
 
+    sub = command("import", cmd_import,
+                  "import accounts with their rosters, vCards, private XML, offline messages, PEP nodes and "
+                  "archives from a XEP-0227 file (as written by Prosody's prosody-migrator, ejabberd's "
+                  "export_piefxis or 'fedxmpp export'); each account all or nothing")
+    sub.add_argument("file", metavar="FILE", help="the XEP-0227 document (its XIncludes are followed)")
+    sub.add_argument("--existing", choices=("skip", "merge", "replace"), default="skip",
+                     help="an account that exists already: leave it (skip, the default), add the file's data "
+                          "to it, the file winning item by item (merge), or delete it and import it anew "
+                          "(replace); merge and replace need the server stopped")
+    sub.add_argument("--domain", metavar="DOMAIN", help="import the accounts of this host only")
+
+    sub = command("export", cmd_export,
+                  "write every account (with rosters, vCards, private XML, offline messages, PEP nodes and "
+                  "archives) of the hosted domains, or of one, to a XEP-0227 file (readable by its owner only)")
+    sub.add_argument("target", metavar="FILE", help="the file to write, or with --split the directory")
+    sub.add_argument("--domain", metavar="DOMAIN", help="export this hosted domain only")
+    sub.add_argument("--split", action="store_true",
+                     help="write the directory layout of XEP-0227 section 5.1 (TARGET/server-data.xml, one "
+                          "file per host and per user, joined with XInclude)")
+
     sub = command("check", cmd_check,
                   "check federation with DOMAIN as a remote server sees it: SRV records, addresses, "
                   "the certificate presented (names, expiry) and whether it verifies")
@@ -322,6 +342,61 @@ def cmd_cert_generate(cfg: Config, args: argparse.Namespace) -> int:
     print(f"certificate {cert}")
     print(f"private key {key}")
     return 0
+
+
+# --- import and export (XEP-0227) ----------------------------------------------------
+
+def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
+    from fedxmpp.portable.command import ImportFailed, import_file
+
+    domain = None if args.domain is None else _hosted_domain(args.domain, cfg)
+    if args.existing != "skip" and _server_running(cfg):
+        raise CommandError(f"the server is running: stop it before importing with --existing {args.existing} "
+                           f"(its sessions and roster cache would keep the old data); --existing skip only "
+                           f"creates new accounts and may run beside it")
+    try:
+        counts, seconds = import_file(cfg, Path(args.file), existing=args.existing, domain=domain,
+                                      derive=derive_parallel, run=run_async)
+    except ImportFailed as e:
+        raise CommandError(str(e)) from None
+    done = ", ".join(f"{counts[k]} {k}" for k in ("created", "merged", "replaced", "skipped", "failed") if counts[k])
+    print(f"imported {args.file}: {done or 'no accounts'}; {counts['roster items']} roster items; "
+          f"in {seconds:.1f} s")
+    return EXIT_ERROR if counts["failed"] else 0
+
+
+def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
+    from fedxmpp.portable.command import export
+
+    domains = [_hosted_domain(args.domain, cfg)] if args.domain is not None else list(cfg.server.domains)
+    try:
+        count, seconds = export(cfg, Path(args.target), domains=domains, split=args.split, run=run_async)
+    except OSError as e:
+        raise CommandError(f"cannot write {e.filename or args.target}: {e.strerror}") from None
+    print(f"exported {count} accounts to {args.target} in {seconds:.1f} s")
+    return 0
+
+
+def _hosted_domain(text: str, cfg: Config) -> str:
+    domain = _domain(text)
+    if domain not in cfg.server.domains:
+        raise CommandError(f"{domain} is not a hosted domain (server.domains in {cfg.source})")
+    return domain
+
+
+def _server_running(cfg: Config) -> bool:
+    """Whether a server answers on the admin socket."""
+
+    async def work(reactor: Any) -> bool:
+        try:
+            await admin_client.call(reactor, cfg.server.admin_socket, Status)
+        except admin_client.ServerNotRunning:
+            return False
+        except (BadRequest, admin_client.AdminSocketError):
+            pass
+        return True
+
+    return run_async(work)
 
 
 # --- import-users ---------------------------------------------------------------

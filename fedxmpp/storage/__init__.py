@@ -39,6 +39,7 @@ from fedxmpp.storage.errors import (
 from fedxmpp.storage.keyval import SqlKeyValStore
 from fedxmpp.storage.muc import SqlMucStore, StoredRoom
 from fedxmpp.storage.offline import SqlOfflineStore
+from fedxmpp.storage.portable import AccountBundle, Existing, ImportResult, SqlPortableStore
 from fedxmpp.storage.pubsub import PubsubItem, PubsubNode, SqlPubsubStore
 from fedxmpp.storage.push import PushRegistration, SqlPushStore
 from fedxmpp.storage.roster import SUBSCRIPTIONS, RosterItem, SqlRosterStore, Subscription
@@ -50,10 +51,10 @@ if TYPE_CHECKING:
     from fedxmpp.config import Config
 
 __all__ = [
-    "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
-    "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "KeyValStore", "MucStore", "NoSuchAccount",
-    "OfflineStore", "PendingStanza", "PendingStore", "PubsubItem", "PubsubNode", "PubsubStore", "PushRegistration",
-    "PushStore", "RosterItem",
+    "AccountBundle", "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs",
+    "ArchiveQuery", "ArchiveStore", "ArchivedMessage", "ConstraintViolation", "Existing", "ImportResult", "KeyValStore",
+    "MucStore", "NoSuchAccount", "OfflineStore", "PendingStanza", "PendingStore", "PortableStore", "PubsubItem",
+    "PubsubNode", "PubsubStore", "PushRegistration", "PushStore", "RosterItem",
     "RosterStore", "SUBSCRIPTIONS", "SchemaError", "Storage", "StorageError", "StoredRoom", "Subscription",
     "UnknownArchiveId", "archive_id_timestamp", "make_archive_id",
     "open_storage",
@@ -279,6 +280,18 @@ class PushStore(Protocol):
         """The account's registrations, oldest first."""
 
 
+class PortableStore(Protocol):
+    """Whole accounts written and read in bulk (``fedxmpp import`` and ``export``):
+    see :mod:`fedxmpp.storage.portable` for what *existing* does to an account
+    that exists already."""
+
+    async def import_accounts(self, bundles: Sequence[AccountBundle], existing: Existing) -> list[ImportResult]:
+        """Write *bundles*, each account all or nothing; one result per bundle, in order."""
+
+    async def export_accounts(self, domain: str, users: Sequence[str]) -> list[AccountBundle]:
+        """Everything kept for each of *users* of *domain* that exists, in one transaction."""
+
+
 class Storage:
     """Every store of one database."""
 
@@ -296,6 +309,7 @@ class Storage:
         self.sm_pending = sm_pending
         self.muc = muc
         self.push = push
+        self.portable: PortableStore = SqlPortableStore(database)
 
     def close(self) -> None:
         """Close the database; waits for running transactions to finish."""

@@ -56,7 +56,7 @@ class EjabberdProcess:
     """
 
     def __init__(self, root: Path, *, hosts: list[str], certs: dict[str, Path], dialback_hosts: list[str],
-                 address: str, s2s_port: int, dns_port: int, ca_file: Path) -> None:
+                 address: str, s2s_port: int, dns_port: int, ca_file: Path, extra_modules: str = "") -> None:
         if ERL is None or EJABBERD_LIBS is None:
             raise HarnessError("ejabberd is not installed")
         self.root = root
@@ -88,7 +88,7 @@ class EjabberdProcess:
         certfiles = "\n".join(f'  - "{p}"' for p in pems)
         hostlist = "\n".join(f"  - {h}" for h in hosts)
         modules = ["mod_disco", "mod_roster", "mod_ping", "mod_version"]
-        module_list = "".join(f"\n  {m}: {{}}" for m in modules)
+        module_list = "".join(f"\n  {m}: {{}}" for m in modules) + extra_modules
         # A host's own module list replaces the global one.
         host_config = "".join(f"\n  {h}:\n    modules:" + module_list.replace("\n", "\n    ")
                               + "\n      mod_s2s_dialback: {}" for h in dialback_hosts) or " {}"

@@ -23,7 +23,7 @@ LAYERS = {
     "storage": 1, "tls": 1,
     "stream": 2, "session": 2, "router": 2,
     "c2s": 3, "s2s": 3, "component": 3, "http": 3, "im": 3, "features": 3, "muc": 3, "upload": 3, "proxy65": 3,
-    "app": 4, "tap": 4, "cli": 4, "cluster": 4, "admin": 4,
+    "app": 4, "tap": 4, "cli": 4, "cluster": 4, "admin": 4, "portable": 4,
 }
 TRANSPORTS = {"c2s", "s2s", "component", "http"}
 BELOW_L3 = {room for room, layer in LAYERS.items() if layer <= 2}
