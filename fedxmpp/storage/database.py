@@ -73,6 +73,10 @@ class Engine(Protocol):
     def rollback(self, cursor: Any) -> None:
         ...
 
+    def streaming_cursor(self, connection: Any) -> Any:
+        """A cursor of *connection* whose ``fetchmany`` reads a large result in
+        parts (inside a transaction), rather than all of it at ``execute``."""
+
     def convert_sql(self, sql: str) -> str:
         """Rewrite portable SQL (``?`` placeholders) for this engine."""
 

@@ -108,6 +108,9 @@ class PostgresEngine:
     def rollback(self, cursor: Any) -> None:
         cursor.execute("ROLLBACK")
 
+    def streaming_cursor(self, connection: Any) -> Any:
+        return connection.cursor(name="fedxmpp_stream")  # a server-side cursor: FETCH by parts
+
     def is_transient(self, error: Exception) -> bool:
         """Whether running the transaction again may succeed (a conflict with another)."""
         errors = self.module.errors

@@ -98,6 +98,9 @@ class SqliteEngine:
     def rollback(self, cursor: Any) -> None:
         cursor.execute("ROLLBACK")
 
+    def streaming_cursor(self, connection: sqlite3.Connection) -> sqlite3.Cursor:
+        return connection.cursor()  # SQLite steps through a result as it is fetched
+
     def convert_sql(self, sql: str) -> str:
         return sql
 
