@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
+from twisted.logger import Logger
+
 from fedxmpp.storage.accounts import SqlAccountStore
 from fedxmpp.storage.archive import (
     ArchivedMessage,
@@ -47,6 +49,8 @@ from fedxmpp.storage.sqlite import SqliteEngine
 
 if TYPE_CHECKING:
     from fedxmpp.config import Config
+
+log = Logger()
 
 __all__ = [
     "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs", "ArchiveQuery",
@@ -297,10 +301,11 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
     engine.prepare_location()
     database = Database(engine, reactor)
     try:
-        await database.migrate(load_migrations())
+        version = await database.migrate(load_migrations())
     except BaseException:
         database.close()
         raise
+    log.info("Storage: {where} (schema version {version})", where=engine.describe(), version=version)
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
                    SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database),
