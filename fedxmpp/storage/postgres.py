@@ -32,7 +32,13 @@ _SCHEMA_LOCK: Final = 0x66656478  # "fedx"
 
 @functools.lru_cache(maxsize=1024)
 def _convert_sql(sql: str) -> str:
-    return sql.replace("%", "%%").replace("?", "%s")
+    """``?`` placeholders numbered as PostgreSQL's own ``$1, $2...``."""
+    parts = sql.split("?")
+    numbered = [parts[0]]
+    for n, part in enumerate(parts[1:], 1):
+        numbered.append(f"${n}")
+        numbered.append(part)
+    return "".join(numbered)
 
 
 def _driver() -> ModuleType:
@@ -83,9 +89,14 @@ class PostgresEngine:
 
     def connect(self) -> Any:
         """A new connection, in autocommit mode (:meth:`begin` opens transactions);
-        :class:`StorageError` in one line if the server cannot be reached or refuses."""
+        :class:`StorageError` in one line if the server cannot be reached or refuses.
+
+        Its cursors send SQL with ``$n`` placeholders as it is (psycopg's RawCursor):
+        psycopg parses ``%s`` queries in Python and caches only short ones, which
+        made a batch of archive rows cost several times its server's work.
+        """
         try:
-            return self.module.connect(**self._params, autocommit=True)
+            return self.module.connect(**self._params, autocommit=True, cursor_factory=self.module.RawCursor)
         except self.module.Error as e:
             reason = " ".join(str(e).split())
             raise StorageError(self.scrub(f"cannot connect to {self.describe()}: {reason}")) from None
@@ -100,7 +111,7 @@ class PostgresEngine:
         # READ COMMITTED: once the lock is ours, the next statement sees what the
         # process that held it committed (a SERIALIZABLE snapshot would predate it).
         cursor.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        cursor.execute("SELECT pg_advisory_xact_lock($1)", (_SCHEMA_LOCK,))
 
     def begin_snapshot(self, cursor: Any) -> None:
         cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -5,12 +5,15 @@ open; a connection is opened when no idle one is left and closed when it
 breaks (the next interaction opens another, which is how the pool recovers
 from a server restart).  An interaction whose transaction conflicts with
 another's (serialization failure, deadlock) is run again, at most
-:data:`MAX_ATTEMPTS` times.
+:data:`MAX_ATTEMPTS` times, after a random pause that grows with each attempt
+(so that transactions that keep colliding spread out instead of colliding again).
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Final, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -27,7 +30,9 @@ R = TypeVar("R")
 
 log = Logger()
 
-MAX_ATTEMPTS: Final = 10
+MAX_ATTEMPTS: Final = 20
+#: Seconds: the longest pause before an attempt.
+MAX_BACKOFF: Final = 0.05
 
 
 class PostgresPool:
@@ -84,6 +89,8 @@ class PostgresPool:
                 # connection the server closed, after its restart): run it again on a new one.
                 retry = isinstance(e, Exception) and (transient(e) or (conn.broken and not committing))
                 if retry and attempt < MAX_ATTEMPTS:
+                    # In this pool's thread: only this interaction waits.
+                    time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2 ** attempt)))
                     attempt += 1
                     continue
                 raise
