@@ -68,6 +68,19 @@ class PostgresServer:
         self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server's processes, those that exited included."""
+        total = 0.0
+        for pid in self.server_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            if pid == self.pid:
+                total += int(fields[13]) + int(fields[14])  # cutime, cstime: children reaped
+        return total / os.sysconf("SC_CLK_TCK")
+
     def server_pids(self) -> list[int]:
         """The PIDs of the server's processes (the postmaster and its children)."""
         pids = [self.pid]
@@ -116,8 +129,14 @@ def _run_as() -> str | None:
     return "postgres"
 
 
-def start() -> PostgresServer:
-    """Create, start and return a server; :class:`PostgresUnavailable` if it cannot run here."""
+def start(*, durable: bool = False) -> PostgresServer:
+    """Create, start and return a server; :class:`PostgresUnavailable` if it cannot run here.
+
+    Not *durable* (tests): fsync off.  *durable* (bench/): fsync on, and commits
+    return before their WAL is flushed (synchronous_commit off), which is what
+    SQLite gives fedxmpp (WAL, synchronous=NORMAL): safe from a crash of the
+    server process, not from one of the machine.
+    """
     if not (BINDIR / "initdb").exists():
         raise PostgresUnavailable(f"no PostgreSQL at {BINDIR} (apt-get install postgresql)")
     user = _run_as()
@@ -139,11 +158,13 @@ def start() -> PostgresServer:
         run("mkdir", "-m", "0700", str(sockdir))
         run("sh", "-c", f"umask 077; printf '%s\\n' '{PASSWORD}' > {pwfile}")
         run(str(BINDIR / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-            "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--no-sync", "--no-instructions")
+            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions")
         for _ in range(5):
             port = _free_port()
-            options = (f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off"
-                       " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            options = (f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c synchronous_commit=off"
+                       " -c max_connections=200")
+            if not durable:
+                options += " -c fsync=off -c full_page_writes=off"
             try:
                 run(str(BINDIR / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
                     "-t", str(int(START_TIMEOUT)), "-o", options, "start")
