@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import sys
 from typing import Any
 
@@ -16,7 +17,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from fedxmpp import features
+from fedxmpp import features, privileges
 from fedxmpp.admin import server as admin_server
 from fedxmpp.admin.adhoc import AdHocCommands
 from fedxmpp.admin.logs import LogLevels
@@ -223,9 +224,23 @@ class FedXmpp(MultiService):
             await self.s2s.listen()
         except ListenError as e:
             raise StartupError(f"{self.config.source}: {e}") from None
+        server = self.config.server
+        if server.user and os.geteuid() == 0:
+            owned = [server.data_dir, server.admin_socket]
+            if self.upload is not None:
+                owned.append(self.config.upload.storage_dir)
+            try:
+                privileges.drop(server.user, server.group, owned)
+            except (privileges.PrivilegeError, OSError) as e:
+                raise StartupError(f"{self.config.source}: server.user: cannot switch to "
+                                   f"{server.user!r}: {e}") from None
+        elif server.user and pwd.getpwuid(os.geteuid()).pw_name != server.user:
+            log.warn("server.user is {user}, but fedxmpp was not started as root: it runs as {actual}",
+                     user=server.user, actual=pwd.getpwuid(os.geteuid()).pw_name)
         log.info("fedxmpp serving {domains}", domains=", ".join(self.config.server.domains))
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            log.warn("fedxmpp runs as root: run it as an unprivileged user (etc/fedxmpp.service shows how)")
+        if os.geteuid() == 0:
+            log.warn("fedxmpp runs as root: set [server] user, or run it as an unprivileged user "
+                     "(etc/fedxmpp.service shows how)")
 
     def _failed_to_start(self, failure: Any) -> None:
         if failure.check(StartupError):

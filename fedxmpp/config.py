@@ -44,6 +44,10 @@ class ServerConfig:
     # Bare JIDs of the hosted domains' users who may run the XEP-0133 service
     # administration commands (XEP-0050 ad-hoc commands).
     admins: tuple[str, ...] = ()
+    # Started as root: the user (and group; empty = the user's own) to switch to
+    # once every listener is bound.  Empty: no switch.
+    user: str = ""
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class AuthConfig:
     failure_delay: float = 0.5
     block_after: int = 20
     block_time: float = 3600.0
+    # Failed authentications per account, from any address: at this many within
+    # block_time, password logins to the account are refused for block_time
+    # seconds, except from addresses that logged in to it before (0 = off).
+    account_block_after: int = 50
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,14 @@ class LimitsConfig:
     # shaped unless asked.
     component_rate: int = 0
     component_burst: int = 4 * 1024 * 1024
+    # Client connections per address (an IPv6 address: its /64): at most this
+    # many open at once, and new ones at most connection_rate_per_address per
+    # second after a burst of connection_burst_per_address; more are closed at
+    # accept.  0 = no bound.  exempt_addresses (networks) are not counted.
+    max_connections_per_address: int = 100
+    connection_rate_per_address: float = 5.0
+    connection_burst_per_address: int = 50
+    exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 ROSTER_PRIVILEGES = ("none", "get", "set", "both")
@@ -725,6 +741,15 @@ def _validate(source: str, section: str, obj: Any) -> None:
                 raise bad("admins", f"{admin!r} must be a bare JID in canonical form (user@domain)")
             if parsed.host not in obj.domains:
                 raise bad("admins", f"{admin!r} is not at a hosted domain")
+        if obj.group and not obj.user:
+            raise bad("group", "needs server.user")
+        if obj.user:
+            from fedxmpp.privileges import PrivilegeError, resolve
+
+            try:
+                resolve(obj.user, obj.group)
+            except PrivilegeError as e:
+                raise bad("group" if "group" in str(e) else "user", str(e)) from None
     elif isinstance(obj, StorageConfig):
         problem = storage_url_problem(obj.url) if obj.url else None
         if problem:
@@ -744,6 +769,8 @@ def _validate(source: str, section: str, obj: Any) -> None:
             raise bad("block_after", "must be between 1 and 1000000")
         if not 1 <= obj.block_time <= 7 * 86_400:
             raise bad("block_time", "must be between 1 and 604800 seconds")
+        if not 0 <= obj.account_block_after <= 1_000_000:
+            raise bad("account_block_after", "must be between 0 (off) and 1000000")
     elif isinstance(obj, C2SConfig):
         for key in ("listen", "direct_tls"):
             _check_endpoints(bad, key, getattr(obj, key), "tcp:5222")
@@ -785,6 +812,17 @@ def _validate(source: str, section: str, obj: Any) -> None:
             if not obj.max_stanza_size <= burst <= 1024 ** 3:
                 raise bad(f"{kind}_burst", f"must be between max_stanza_size ({obj.max_stanza_size}) "
                                            "and 1073741824 bytes")
+        if not 0 <= obj.max_connections_per_address <= 1_000_000:
+            raise bad("max_connections_per_address", "must be between 0 (no bound) and 1000000")
+        if not 0 <= obj.connection_rate_per_address <= 1_000_000:
+            raise bad("connection_rate_per_address", "must be between 0 (no bound) and 1000000 per second")
+        if not 1 <= obj.connection_burst_per_address <= 1_000_000:
+            raise bad("connection_burst_per_address", "must be between 1 and 1000000")
+        for text in obj.exempt_addresses:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise bad("exempt_addresses", f"{text!r} is not an IP address or network") from None
     elif isinstance(obj, ComponentsConfig):
         _check_endpoints(bad, "listen", obj.listen, "tcp:5347")
         for key in ("idle_timeout", "keepalive_interval"):

@@ -97,6 +97,10 @@ class ServerCollector:
             logins.add_metric([mechanism, outcome], count)
         yield logins
 
+        yield CounterMetricFamily("fedxmpp_connections_refused",
+                                  "Client connections closed at accept: over [limits] per-address bounds",
+                                  value=app.c2s_factory.admission.refused)
+
         routed = CounterMetricFamily("fedxmpp_stanzas_routed", "Stanzas passed to the router, by kind",
                                      labels=["kind"])
         for kind, count in sorted(app.router.routed_kinds.items()):

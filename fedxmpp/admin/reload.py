@@ -33,7 +33,7 @@ RELOADABLE: dict[str, frozenset[str]] = {
     "c2s": frozenset({"auth_timeout", "idle_timeout", "keepalive_interval", "sm_resume_timeout", "sm_max_queue",
                       "sm_ack_request_every", "sm_ack_request_delay", "sm_max_ack_delay"}),
     "auth": frozenset({"allow_plain", "max_attempts", "min_password_length", "failure_delay", "block_after",
-                       "block_time"}),
+                       "block_time", "account_block_after"}),
     # The components' secrets and settings; adding or removing one needs a restart.
     "components": frozenset({"component", "handshake_timeout", "idle_timeout", "keepalive_interval"}),
     "metrics": frozenset({"allow"}),

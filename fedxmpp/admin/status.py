@@ -10,8 +10,6 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import ISSLTransport
-
 import fedxmpp
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID
@@ -115,26 +113,18 @@ def _address(session: Any) -> str:
     managed = getattr(session, "sm", None)
     if managed is not None and managed.hibernating:
         return "-"
-    transport: Any = getattr(session.stream, "transport", None)
-    if transport is None:
+    link: Any = getattr(session.stream, "link", None)
+    if link is None or getattr(session.stream, "transport", None) is None:
         return "-"
-    peer = transport.getPeer()
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    if host is None:
-        return str(peer)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(link.peer_address())
 
 
 def _tls(session: Any) -> str:
-    transport: Any = getattr(session.stream, "transport", None)
-    encrypted = transport is not None and ISSLTransport.providedBy(transport)
-    if not encrypted:  # a flag: providedBy would narrow to ISSLTransport, which lacks getHandle
+    link: Any = getattr(session.stream, "link", None)
+    if link is None or getattr(session.stream, "transport", None) is None:
         return "no"
-    try:
-        version = transport.getHandle().get_protocol_version_name()
-    except AttributeError:
-        return "yes"
-    return str(version) or "yes"
+    version = link.tls_version()
+    return "no" if version is None else str(version)
 
 
 def _sm(session: Any) -> str:

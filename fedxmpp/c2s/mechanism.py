@@ -7,7 +7,7 @@ mechanism does is the credential lookup it was given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from fedxmpp.xml.jid import JID, InvalidJID
@@ -35,10 +35,13 @@ class Success:
 
 @dataclass(frozen=True)
 class Failure:
-    """Send ``<failure/>`` with the RFC 6120 §6.5 *condition* and optional *text*."""
+    """Send ``<failure/>`` with the RFC 6120 §6.5 *condition* and optional *text*;
+    *user* is the prepared localpart the client tried, when it got that far."""
 
     condition: str
     text: str | None = None
+    # Not what the client is told, so not part of the outcome's equality.
+    user: str | None = field(default=None, compare=False)
 
 
 class Mechanism(Protocol):

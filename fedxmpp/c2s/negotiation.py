@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from twisted.internet import defer, interfaces
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
@@ -23,7 +23,6 @@ from twisted.words.xish import domish
 from fedxmpp.c2s import sasl, sm
 from fedxmpp.c2s.session import ClientSession
 from fedxmpp.stream.xmlstream import ServerStream
-from fedxmpp.tls import channel_bindings
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
 from fedxmpp.xml.jid import JID, InvalidJID, prep_domain, prep_resource
@@ -77,8 +76,12 @@ class ClientStreamHandler:
     # -- StreamHandler ----------------------------------------------------------------
 
     def stream_opened(self, stream: ServerStream, root: domish.Element) -> str:
-        if interfaces.ISSLTransport.providedBy(stream.transport) and self.stage is Stage.TLS:
-            self.stage = Stage.SASL
+        if self.stage is Stage.TLS:
+            if stream.link.secure:
+                self.stage = Stage.SASL
+            elif not stream.link.starttls_offered:
+                raise StreamError("policy-violation", "This server requires encryption: connect with TLS "
+                                                      "(wss:// or https://)")
         to = root.getAttribute("to")
         if not to:
             raise StreamError("host-unknown", "The stream header names no domain ('to')")
@@ -98,7 +101,7 @@ class ClientStreamHandler:
             tls = features.addElement((ns.TLS, "starttls"))
             tls.addElement("required")
         elif self.stage is Stage.SASL:
-            self._bindings = channel_bindings(stream.transport.getHandle())
+            self._bindings = stream.link.channel_bindings()
             self._offered = sasl.offered_mechanisms(tls=True, channel_bindings=self._bindings,
                                                     allow_plain=self.ctx.config.auth.allow_plain)
             mechs = features.addElement((ns.SASL, "mechanisms"))
@@ -169,7 +172,7 @@ class ClientStreamHandler:
     def _tls_stage(self, stream: ServerStream, element: domish.Element) -> None:
         if element.uri == ns.TLS and element.name == "starttls":
             stream.write(f"<proceed xmlns='{ns.TLS}'/>")
-            stream.transport.startTLS(self.ctx.certificates.server_creator())
+            stream.link.start_tls(self.ctx.certificates.server_creator())
             stream.restart()
         elif element.uri == ns.SASL and element.name == "auth":
             self._sasl_failure(stream, "encryption-required", "Negotiate TLS first")
@@ -258,6 +261,15 @@ class ClientStreamHandler:
             stream.write(f"<challenge xmlns='{ns.SASL}'>{_b64(result.data)}</challenge>")
         elif isinstance(result, sasl.Success):
             self._mechanism = None
+            throttle = self.ctx.auth_throttle
+            account = f"{result.user}@{stream.domain}"
+            if throttle is not None:
+                if throttle.account_blocked(account, _peer_host(stream)):
+                    self._count_login(mechanism, "failed")
+                    self._sasl_failure(stream, "temporary-auth-failure",
+                                       "Too many failed authentications for this account; try again later")
+                    return
+                throttle.succeeded(account, _peer_host(stream))
             self.user = result.user
             self.auth_domain = stream.domain
             self.stage = Stage.BIND
@@ -273,7 +285,8 @@ class ClientStreamHandler:
             throttle = self.ctx.auth_throttle
             delay = 0.0
             if result.condition == "not-authorized" and throttle is not None:
-                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth)
+                tried = f"{result.user}@{stream.domain}" if result.user else None
+                delay = throttle.failed(_peer_host(stream), self.ctx.config.auth, tried)
             if delay > 0:
                 # Nothing else is accepted until the answer is sent (_sasl_busy).
                 self._sasl_busy = True
@@ -371,5 +384,4 @@ def _b64(data: bytes) -> str:
 
 
 def _peer_host(stream: ServerStream) -> str:
-    peer = stream.transport.getPeer()
-    return getattr(peer, "host", str(peer))
+    return stream.link.peer_host

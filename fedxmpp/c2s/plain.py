@@ -62,5 +62,5 @@ class PlainMechanism:
                         user=user, domain=self._domain)
             return Failure("temporary-auth-failure")
         if not ok:
-            return Failure("not-authorized")
+            return Failure("not-authorized", user=user)
         return Success(user, None)

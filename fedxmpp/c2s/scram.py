@@ -237,7 +237,7 @@ class ScramMechanism:
         matches = hmac.compare_digest(hashlib.new(algorithm, client_key).digest(),
                                       self._creds.stored_key)
         if not (matches and self._known):
-            return Failure("not-authorized")
+            return Failure("not-authorized", user=self._user or None)
         server_signature = hmac.digest(self._creds.server_key, auth_message, algorithm)
         return Success(self._user, b"v=" + base64.b64encode(server_signature))
 

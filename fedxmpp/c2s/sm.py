@@ -497,7 +497,7 @@ class ManagedSession:
             return
         log.info("No acknowledgement from {jid} in {delay:.0f} s: the connection is taken for dead",
                  jid=self.session.address.full(), delay=self.max_ack_delay)
-        stream.transport.abortConnection()
+        stream.abort()
 
     def _cancel_overdue_call(self) -> None:
         if self._overdue_call is not None and self._overdue_call.active():

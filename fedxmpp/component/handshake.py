@@ -20,7 +20,7 @@ from twisted.words.xish import domish
 from fedxmpp.component.context import Components, peer_host
 from fedxmpp.component.session import ComponentSession
 from fedxmpp.config import ComponentConfig
-from fedxmpp.stream.xmlstream import ServerStream
+from fedxmpp.stream.xmlstream import ServerStream, duration, end_reason
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import InvalidJID, prep_domain
@@ -74,6 +74,12 @@ class ComponentStreamHandler:
         pass  # routes go when the connection does (stream_closed)
 
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
+        who = (f"component {self.config.domain}" if self.session is not None and self.config is not None
+               else "an unauthenticated component")
+        peer = stream.transport.getPeer()
+        log.info("Connection of {who} from {peer} ended ({why}) after {duration:.1f} s", who=who,
+                 peer=getattr(peer, "host", str(peer)), why=end_reason(stream, "the component"),
+                 duration=duration(stream))
         if self.session is not None:
             self.components.detach(self.session)
             self.session = None

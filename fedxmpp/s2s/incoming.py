@@ -32,7 +32,7 @@ from twisted.words.xish import domish
 
 from fedxmpp.s2s import dialback
 from fedxmpp.stream.shaper import shaper
-from fedxmpp.stream.xmlstream import ServerStream
+from fedxmpp.stream.xmlstream import ServerStream, duration, end_reason
 from fedxmpp.tls import PeerCheck, peer_chain
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StanzaError, StreamError, error_reply
@@ -135,9 +135,11 @@ class IncomingHandler:
 
     def stream_closed(self, stream: ServerStream, reason: Failure) -> None:
         self.closed = True
-        if self.authed:
-            remotes = ", ".join(sorted({r for r, _ in self.authed}))
-            log.info("S2S incoming stream from {remotes} closed", remotes=remotes)
+        remotes = ", ".join(sorted({r for r, _ in self.authed})) or self.header_from or "an unauthenticated server"
+        peer = stream.transport.getPeer()
+        log.info("S2S incoming stream from {remotes} ({peer}) ended ({why}) after {duration:.1f} s",
+                 remotes=remotes, peer=getattr(peer, "host", str(peer)), why=end_reason(stream, "the remote server"),
+                 duration=duration(stream))
 
     # -- STARTTLS and SASL EXTERNAL -----------------------------------------------------------
 

@@ -124,6 +124,7 @@ class OutgoingStream(Protocol):
         self._abort_call: Any = None
         self._paused = False
         self._unread = 0
+        self._connected_at = 0.0
 
     def __repr__(self) -> str:
         return f"<OutgoingStream {self.local} -> {self.remote} via {self.target} {self.stage.value}>"
@@ -131,6 +132,7 @@ class OutgoingStream(Protocol):
     # -- connection --------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self._connected_at = self.ctx.clock.seconds()
         set_nodelay(self.transport)
         self.transport.registerProducer(self, True)
         clock = self.ctx.clock
@@ -148,6 +150,11 @@ class OutgoingStream(Protocol):
             if call is not None and call.active():
                 call.cancel()
         self._parser = None
+        why = str(self.failure) if self.failure is not None else (
+            "connection lost" if reason is None or not reason.check(net_error.ConnectionDone) else "closed")
+        log.info("S2S {local} -> {remote}: stream via {target} ended ({why}) after {duration:.1f} s",
+                 local=self.local, remote=self.remote, target=str(self.target), why=why,
+                 duration=self.ctx.clock.seconds() - self._connected_at)
         if not self.ready.called:
             failure = self.failure or StreamFailed(
                 NOT_FOUND, f"connection closed during {was.value}"

@@ -39,11 +39,11 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import implementer
 
+from fedxmpp.stream.framing import Parser
 from fedxmpp.stream.shaper import TokenBucket
-from fedxmpp.stream.transport import IStreamTransport
+from fedxmpp.stream.transport import IStreamTransport, StreamLink, TcpLink
 from fedxmpp.xml import ns
 from fedxmpp.xml.errors import StreamError
-from fedxmpp.xml.parser import StreamParser
 from fedxmpp.xml.serialize import serialize
 
 log = Logger()
@@ -109,8 +109,13 @@ class ServerStream(Protocol):
     def __init__(self, handler: StreamHandler, *, content_ns: str, limits: StreamLimits, clock: interfaces.IReactorTime,
                  negotiation_timeout: float, idle_timeout: float = 0.0, keepalive_interval: float = 0.0,
                  on_lost: Callable[[ServerStream], None] | None = None, versioned: bool = True,
-                 shaper: TokenBucket | None = None, backpressure: bool = False) -> None:
+                 shaper: TokenBucket | None = None, backpressure: bool = False,
+                 link: StreamLink | None = None) -> None:
         self.handler = handler
+        # The connection as the layers above see it (TLS state, peer, framing).
+        self.link: StreamLink = link if link is not None else TcpLink()
+        self._framing = self.link.framing
+        self._standalone = self._framing.standalone
         self.shaper = shaper
         # Whether reading from this peer pauses while a stream it fed cannot take more.
         self.backpressure = backpressure
@@ -123,7 +128,8 @@ class ServerStream(Protocol):
         self.clock = clock
         self.negotiation_timeout = negotiation_timeout
         self.idle_timeout = idle_timeout
-        self.keepalive_interval = keepalive_interval
+        # A framing without whitespace keepalives has its transport ping.
+        self.keepalive_interval = keepalive_interval if self._framing.keepalive is not None else 0.0
 
         self.stream_id = ""
         self.domain: str | None = None
@@ -134,8 +140,9 @@ class ServerStream(Protocol):
         # stream error we sent, "local" (we closed it), or None when the connection
         # just broke.  XEP-0198 keeps a session resumable only in the last case.
         self.close_reason: str | None = None
+        self.connected_at = 0.0
         self.tls = False
-        self._parser: StreamParser | None = None
+        self._parser: Parser | None = None
         self._idle_call: interfaces.IDelayedCall | None = None
         self._keepalive_call: interfaces.IDelayedCall | None = None
         self._negotiation_call: interfaces.IDelayedCall | None = None
@@ -163,6 +170,8 @@ class ServerStream(Protocol):
     # -- connection -------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self.connected_at = self.clock.seconds()
+        self.link.attach(self.transport)
         set_nodelay(self.transport)
         self.transport.registerProducer(self, True)
         self._negotiation_call = self.clock.callLater(self.negotiation_timeout, self._negotiation_timed_out)
@@ -222,7 +231,7 @@ class ServerStream(Protocol):
         self._negotiation_call = None
 
     def send(self, element: domish.Element) -> None:
-        self.write(serialize(element, self.content_ns))
+        self.write(serialize(element, self.content_ns, self._standalone))
 
     def write(self, text: str) -> None:
         if self.closed:
@@ -263,7 +272,7 @@ class ServerStream(Protocol):
         if self.close_reason is None:
             self.close_reason = "local"
         self._last_words()
-        self.write("</stream:stream>")
+        self.write(self._framing.closing)
         self.closed = True
         if self._parser is not None:
             self._parser.stop()
@@ -275,6 +284,10 @@ class ServerStream(Protocol):
         # A TLS close waits for the peer's close_notify, which a peer may never send.
         self._abort_call = self.clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
         self._closing()
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing tag, as if it broke."""
+        self.transport.abortConnection()
 
     def _closing(self) -> None:
         """Nothing more will be written: no more waiting for room, and the handler
@@ -342,9 +355,10 @@ class ServerStream(Protocol):
     # -- parser callbacks ---------------------------------------------------------
 
     def _new_parser(self) -> None:
-        self._parser = StreamParser(on_stream_start=self._stream_start, on_element=self._element,
-                                    on_stream_end=self._stream_end,
-                                    max_stanza_size=self.limits.max_stanza_size, max_depth=self.limits.max_depth)
+        self._parser = self._framing.parser(on_stream_start=self._stream_start, on_element=self._element,
+                                            on_stream_end=self._stream_end,
+                                            max_stanza_size=self.limits.max_stanza_size,
+                                            max_depth=self.limits.max_depth)
 
     def _stream_start(self, root: domish.Element) -> None:
         lang = root.attributes.get((ns.XML, "lang"))
@@ -387,7 +401,7 @@ class ServerStream(Protocol):
                 attrs.insert(3, f"to='{domish.escapeToXml(peer, isattrib=1)}'")
             except Exception:  # pragma: no cover - a header attribute we cannot echo is left out
                 pass
-        self.write("<?xml version='1.0'?><stream:stream " + " ".join(attrs) + ">")
+        self.write(self._framing.header(attrs))
         self.header_sent = True
 
     # -- timers ---------------------------------------------------------------------
@@ -418,8 +432,8 @@ class ServerStream(Protocol):
 
     def _keepalive(self) -> None:
         self._keepalive_call = None
-        if not self.closed and self.header_sent:
-            self.write(" ")
+        if not self.closed and self.header_sent and self._framing.keepalive:
+            self.write(self._framing.keepalive)
 
     # -- reading paused: shaping and backpressure ----------------------------------
 
@@ -525,3 +539,21 @@ def set_nodelay(transport: object) -> None:
             return
         transport = getattr(transport, "transport", None)
         seen += 1
+
+
+def end_reason(stream: ServerStream, peer: str = "the peer") -> str:
+    """Why *stream* ended, for a log line: closed by either side, the connection
+    lost, or the stream error's condition."""
+    reason = stream.close_reason
+    if reason is None:
+        return "connection lost"
+    if reason == "peer":
+        return f"closed by {peer}"
+    if reason == "local":
+        return "closed by the server"
+    return f"stream error <{reason}/>"
+
+
+def duration(stream: ServerStream) -> float:
+    """Seconds since *stream*'s connection was made."""
+    return stream.clock.seconds() - stream.connected_at

@@ -225,6 +225,13 @@ class StreamParser:
             self._die()
             raise
 
+    @property
+    def between_elements(self) -> bool:
+        """Whether everything fed so far is parsed into complete first-level
+        elements: no element is open and no markup waits to be finished (what
+        a message-framed transport checks at the end of each message)."""
+        return self._depth == 1 and not self._pending and self._kind <= _ANY
+
     def stop(self) -> None:
         """Parse nothing more: whatever has not been parsed yet is discarded.
 

@@ -59,9 +59,24 @@ def _attr(s: str) -> str:
     return s if _ATTR_SPECIAL.search(s) is None else _ATTR_SPECIAL.sub(_replace, s)
 
 
-def serialize(element: domish.Element, stream_ns: str) -> str:
+def serialize(element: domish.Element, stream_ns: str, standalone: bool = False) -> str:
     """The XML text of *element* as a child of a stream whose default namespace is
-    *stream_ns* (see the module documentation for the rules)."""
+    *stream_ns* (see the module documentation for the rules).
+
+    *standalone*: the element is a document of its own (RFC 7395 §3.3.3: one
+    WebSocket message each), so it declares the namespaces it is in — the stream's
+    (``xmlns='jabber:client'``) and the ``stream`` prefix — instead of inheriting
+    them from a stream header."""
+    if standalone:
+        text = _serialize(element, stream_ns, "")
+        if element.uri == ns.STREAMS:
+            tag = "<stream:" + element.name
+            text = f"{tag} xmlns:stream='{ns.STREAMS}'" + text[len(tag):]
+        return text
+    return _serialize(element, stream_ns, stream_ns)
+
+
+def _serialize(element: domish.Element, stream_ns: str, default_ns: str) -> str:
     out: list[str] = []
     write = out.append
     attr_search = _ATTR_SPECIAL.search
@@ -72,7 +87,7 @@ def serialize(element: domish.Element, stream_ns: str) -> str:
     stack: list[tuple[Iterator[object], str, str, str, bool, dict[str, str]]] = []
     node: object = element
     # The context of the element being opened.
-    p_uri, p_default, p_chain, p_prefixes = stream_ns, stream_ns, True, {streams: "stream", ns.XML: "xml"}
+    p_uri, p_default, p_chain, p_prefixes = stream_ns, default_ns, True, {streams: "stream", ns.XML: "xml"}
     while True:
         if type(node) is str:
             write(node if _TEXT_SPECIAL.search(node) is None else _TEXT_SPECIAL.sub(_replace, node))

@@ -155,7 +155,8 @@ class ServerProcess:
             "server": {"domains": list(DOMAINS), "data_dir": str(self.data_dir)},
             # No throttling of failed logins, which all come from 127.0.0.1 here
             # (test_abuse.py turns it on).
-            "auth": {"scram_iterations": 4096, "failure_delay": 0, "block_after": 1000000},
+            "auth": {"scram_iterations": 4096, "failure_delay": 0, "block_after": 1000000,
+                     "account_block_after": 1000000},
             "c2s": {"listen": [f"tcp:{self.port}:interface=127.0.0.1"],
                     "direct_tls": [f"tcp:{self.tls_port}:interface=127.0.0.1"]},
             # No federation listener unless a test asks (the default, *:5269, is shared).

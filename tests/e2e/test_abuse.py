@@ -8,10 +8,11 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from tests.e2e.harness import IO_TIMEOUT, RawClient, sasl_condition, tls_context, wait_for
+from tests.e2e.harness import IO_TIMEOUT, RawClient, free_port, sasl_condition, tls_context, wait_for
 
 USERS = {"vic@example.test": "vic-password", "wes@example.test": "wes-password"}
 
@@ -52,6 +53,101 @@ def test_failed_logins_are_slowed_then_blocked_per_address(own_server):
     # After block_time the right password works again.
     wait_for(lambda: _attempt(srv, USERS["vic@example.test"])[0] == "success", 15, interval=0.5,
              what="the block to end")
+
+
+def test_failed_logins_block_an_account_except_from_addresses_it_used(own_server):
+    """[auth] account_block_after failures for one account, whatever the address,
+    refuse its password logins for block_time (even the right password) from
+    addresses that never logged in to it; an address that did still gets in, and
+    other accounts are untouched."""
+    srv = own_server({"auth": {"failure_delay": 0, "block_after": 1000, "account_block_after": 3,
+                               "block_time": 600}}, users=USERS)
+
+    def login(user: str, password: str) -> tuple[str | None, str]:
+        with RawClient(srv.port, srv.cert_path()) as c:
+            c.open()
+            c.starttls()
+            outcome = c.auth_plain(user, password)
+            text = next((child.text or "" for child in outcome if child.tag.endswith("}text")), "")
+            return ("success" if outcome.tag.endswith("success") else sasl_condition(outcome)), text
+
+    assert login("wes", USERS["wes@example.test"])[0] == "success"
+    for n in range(3):
+        assert login("vic", f"wrong-{n}")[0] == "not-authorized"
+        assert login("wes", f"wrong-{n}")[0] == "not-authorized"
+    condition, text = login("vic", USERS["vic@example.test"])
+    assert condition == "temporary-auth-failure" and "this account" in text, (condition, text)
+    srv.wait_log(r"Blocking password logins to vic@example\.test from new addresses for 600 s after 3 failures")
+    # wes is blocked too, but 127.0.0.1 has logged in as wes before.
+    srv.wait_log(r"Blocking password logins to wes@example\.test")
+    assert login("wes", USERS["wes@example.test"])[0] == "success"
+
+
+def _closed_at_once(port: int) -> bool:
+    """Whether a new connection to *port* is closed by the server before it
+    says anything (a stream header sent by us gets no answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
+        try:
+            s.sendall(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' "
+                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+            return s.recv(4096) == b""
+        except ConnectionError:
+            return True
+
+
+def test_connections_per_address_are_bounded(own_server):
+    """[limits] max_connections_per_address: one more is closed at accept, and
+    one fewer lets the next in; connection_rate_per_address: after the burst,
+    new connections are closed until tokens refill."""
+    metrics_port = free_port()
+    srv = own_server({"limits": {"max_connections_per_address": 3, "connection_rate_per_address": 0,
+                                 "exempt_addresses": []},
+                      "metrics": {"listen": [f"tcp:{metrics_port}:interface=127.0.0.1"]}})
+
+    def refused() -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=20) as response:
+            text = response.read().decode()
+        line = next(line for line in text.splitlines() if line.startswith("fedxmpp_connections_refused_total "))
+        return float(line.split()[1])
+
+    # The harness's readiness probes may still be counted for a moment: hold
+    # three connections, each seen answering.
+    held: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            if len(held) == 3:
+                break
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=IO_TIMEOUT)
+            s.sendall(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' "
+                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+            try:
+                answered = s.recv(4096) != b""
+            except ConnectionError:
+                answered = False
+            if answered:
+                held.append(s)
+            else:
+                s.close()
+                time.sleep(0.1)
+        assert len(held) == 3
+        before = refused()
+        assert _closed_at_once(srv.port)
+        srv.wait_log(r"Refusing client connections from 127\.0\.0\.1: 3 connections open")
+        assert refused() == before + 1
+        held.pop().close()
+        wait_for(lambda: not _closed_at_once(srv.port), 10, interval=0.2, what="a place to free up")
+    finally:
+        for s in held:
+            s.close()
+    assert srv.exited_cleanly(srv.terminate())
+    srv.overrides = {"limits": {"max_connections_per_address": 0, "connection_rate_per_address": 0.5,
+                                "connection_burst_per_address": 4, "exempt_addresses": []}}
+    srv.write_config()
+    srv.start()
+    # The harness's own readiness probes took tokens too: at most 4 get in.
+    outcomes = [_closed_at_once(srv.port) for _ in range(8)]
+    assert not outcomes[0] and outcomes[-1] and outcomes.count(False) <= 4, outcomes
+    srv.wait_log(r"Refusing client connections from 127\.0\.0\.1: more than 0\.5 new connections per second")
 
 
 def _listen_backlog(port: int) -> int:

@@ -40,7 +40,7 @@ def test_status_and_connected_show_the_sessions(own_server):
     srv = own_server(users=USERS)
     # A server started by root says so (these tests may run as root or not).
     if os.geteuid() == 0:
-        srv.wait_log(r"fedxmpp runs as root: run it as an unprivileged user")
+        srv.wait_log(r"fedxmpp runs as root: set \[server\] user, or run it as an unprivileged user")
     status = _status(srv)  # after the start-up lines
     assert ("fedxmpp runs as root" in srv.log_text()) == (os.geteuid() == 0), srv.log_tail()
     assert status["c2s"] == "c2s sessions: 0 bound, 0 hibernating (stream management)"

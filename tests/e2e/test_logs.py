@@ -73,3 +73,34 @@ def test_json_format_is_one_object_per_line(own_server):
     lines = srv.log_text().splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("{"))
     assert all(line.startswith("{") for line in lines[first:]), lines[first:]
+
+
+def test_component_and_server_connections_log_their_end(own_server):
+    """One line per component and incoming server-to-server connection end, as
+    for clients: who, from where, why, after how long."""
+    import socket
+
+    from tests.e2e.component_client import attached
+    from tests.e2e.harness import IO_TIMEOUT, free_port, run
+
+    component_port, s2s_port = free_port(), free_port()
+    srv = own_server({"components": {"listen": [f"tcp:{component_port}:interface=127.0.0.1"],
+                                     "component": [{"domain": "gw.example.test", "secret": "gw-secret"}]},
+                      "s2s": {"listen": [f"tcp:{s2s_port}:interface=127.0.0.1"]}})
+
+    async def component():
+        async with attached(component_port, "gw.example.test", "gw-secret"):
+            pass
+    run(component())
+    srv.wait_log(r"Connection of component gw\.example\.test from 127\.0\.0\.1 ended \(closed by the component\) "
+                 r"after \d+\.\d s")
+
+    with socket.create_connection(("127.0.0.1", s2s_port), timeout=IO_TIMEOUT) as s:
+        s.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                  b"xmlns:stream='http://etherx.jabber.org/streams' from='remote.example' "
+                  b"to='example.test' version='1.0'><not-xml")
+        s.sendall(b"<<>")
+        while s.recv(4096):
+            pass
+    srv.wait_log(r"S2S incoming stream from remote\.example \(127\.0\.0\.1\) ended "
+                 r"\(stream error <not-well-formed/>\) after \d+\.\d s")

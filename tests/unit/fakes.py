@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.words.xish import domish
 
 from fedxmpp import app
 from fedxmpp.config import Config
 from fedxmpp.s2s.resolver import ResolveError, Target
+from fedxmpp.stream.framing import WEBSOCKET
 from fedxmpp.tls import CertificateStore
 from fedxmpp.xml.errors import StreamError
 from fedxmpp.xml.jid import JID
@@ -107,3 +108,37 @@ def build_server(cfg: Config, *, storage: Any, clock: MemoryReactorClock | None 
     certificates = CertificateStore(cfg.tls.certificates, cfg.server.domains, self_signed=False)
     return app.build(cfg, clock, storage=storage, certificates=certificates,
                      resolver=resolver if resolver is not None else NoDNS())
+
+
+class MessageLink(StringTransport):
+    """A message transport on a StringTransport: each write is one message,
+    kept in :attr:`messages`; and the stream's link (secure, no STARTTLS)."""
+
+    framing = WEBSOCKET
+    secure = True
+    bindings: dict[str, bytes] = {}
+    starttls_offered = False
+    peer_host = "192.0.2.1"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.messages.append(data.decode())
+        super().write(data)
+
+    def attach(self, transport: Any) -> None:
+        assert transport is self
+
+    def start_tls(self, context_factory: Any) -> None:
+        raise AssertionError("no STARTTLS over WebSocket")
+
+    def channel_bindings(self) -> dict[str, bytes]:
+        return dict(self.bindings)
+
+    def peer_address(self) -> str:
+        return "192.0.2.1:4000"
+
+    def tls_version(self) -> str | None:
+        return "yes"

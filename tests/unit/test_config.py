@@ -203,11 +203,27 @@ def test_a_missing_certificates_directory_stops_the_build(tmp_path):
     ("[auth]\nfailure_delay = -1\n", "auth.failure_delay"),
     ("[auth]\nblock_after = 0\n", "auth.block_after"),
     ("[auth]\nblock_time = 0\n", "auth.block_time"),
+    ("[auth]\naccount_block_after = -1\n", "auth.account_block_after"),
+    ("[limits]\nmax_connections_per_address = -1\n", "limits.max_connections_per_address"),
     ("[auth]\nmin_password_length = 0\n", "auth.min_password_length"),
 ])
 def test_abuse_limit_values_are_checked(tmp_path, text, key):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=rf"^{path}: {key}: must be between"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("text, key, problem", [
+    ('[server]\nuser = "no-such-user-fedxmpp"\n', "server.user", "no such user 'no-such-user-fedxmpp'"),
+    ('[server]\nuser = "nobody"\ngroup = "no-such-group-fedxmpp"\n', "server.group",
+     "no such group 'no-such-group-fedxmpp'"),
+    ('[server]\ngroup = "nogroup"\n', "server.group", "needs server.user"),
+    ('[limits]\nexempt_addresses = ["300.0.0.0/8"]\n', "limits.exempt_addresses",
+     "'300.0.0.0/8' is not an IP address or network"),
+])
+def test_user_group_and_exempt_networks_are_checked(tmp_path, text, key, problem):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}: {key}: {problem}$"):
         config.load(path)
 
 

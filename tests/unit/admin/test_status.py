@@ -11,12 +11,15 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fedxmpp import app, config
 from fedxmpp.admin.server import PAGE_BYTES, AdminProtocol
+from fedxmpp.stream.transport import TcpLink
 from fedxmpp.xml.jid import JID
 
 
 class FakeStream:
     def __init__(self, port: int) -> None:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", port))
+        self.link = TcpLink()
+        self.link.attach(self.transport)
         self.close_reason: str | None = None
         self.errors: list[tuple[str, str | None]] = []
 

@@ -14,6 +14,7 @@ class Settings:
     failure_delay: float = 1.0
     block_after: int = 5
     block_time: float = 600.0
+    account_block_after: int = 0
 
 
 def test_delay_doubles_per_failure_up_to_a_cap():
@@ -56,3 +57,36 @@ def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4():
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
     assert address_key("192.0.2.1") == "192.0.2.1"
+
+
+def test_an_account_is_blocked_after_failures_from_many_addresses():
+    clock = Clock()
+    throttle = AuthThrottle(clock)
+    settings = Settings(block_after=100, account_block_after=3)
+    throttle.succeeded("alice@example.test", "192.0.2.7")
+    for n in range(3):
+        assert not throttle.account_blocked("alice@example.test", "203.0.113.1")
+        throttle.failed(f"198.51.100.{n}", settings, "alice@example.test")
+    assert throttle.account_blocked("alice@example.test", "203.0.113.1")
+    # Not the owner's known address, and not another account.
+    assert not throttle.account_blocked("alice@example.test", "192.0.2.7")
+    assert not throttle.account_blocked("bob@example.test", "203.0.113.1")
+    # No address got blocked by these three.
+    assert not any(throttle.blocked(f"198.51.100.{n}") for n in range(3))
+    clock.advance(600)
+    assert not throttle.account_blocked("alice@example.test", "203.0.113.1")
+
+
+def test_account_failures_grow_the_delay_across_addresses():
+    throttle = AuthThrottle(Clock())
+    settings = Settings(block_after=100, account_block_after=100)
+    delays = [throttle.failed(f"198.51.100.{n}", settings, "alice@example.test") for n in range(3)]
+    assert delays == [1.0, 2.0, 4.0]
+    assert throttle.failed("198.51.100.99", settings) == 1.0  # no account named: the address alone
+
+
+def test_account_blocking_off_at_zero():
+    throttle = AuthThrottle(Clock())
+    for n in range(10):
+        throttle.failed(f"198.51.100.{n}", Settings(block_after=100), "alice@example.test")
+    assert not throttle.account_blocked("alice@example.test", "203.0.113.1")

@@ -24,7 +24,8 @@ from fedxmpp.storage import RosterItem
 from fedxmpp.stream.xmlstream import ServerStream
 from fedxmpp.xml import ns
 from fedxmpp.xml.jid import JID
-from tests.unit.fakes import build_server
+from fedxmpp.stream.framing import FRAMING_NS
+from tests.unit.fakes import MessageLink, build_server
 from tests.unit.storage.fakes import MemoryStorage
 
 DOMAIN = "example.test"
@@ -86,6 +87,21 @@ class World:
         client.features = client.expect(f"{STREAMS}features")
         return client
 
+    def connect_ws(self, user: str) -> WsClient:
+        """As :meth:`connect`, over a WebSocket link (RFC 7395 framing) built by
+        the same factory as TCP streams."""
+        link = MessageLink()
+        stream = self.server.c2s_factory.client_stream(link)
+        handler = stream.handler
+        assert isinstance(handler, ClientStreamHandler)
+        handler.stage, handler.user, handler.auth_domain = Stage.BIND, user, DOMAIN
+        client = WsClient(self, stream, link)
+        client.send(f"<open xmlns='{FRAMING_NS}' to='{DOMAIN}' version='1.0'/>")
+        opened = client.take()
+        assert [el.tag for el in opened] == [f"{{{FRAMING_NS}}}open", f"{STREAMS}features"], opened
+        client.features = opened[1]
+        return client
+
     def online(self, user: str, resource: str, *, sm: bool = True, presence: bool = True,
                **enable: str) -> Client:
         """Connect, bind, enable stream management (resumable unless told
@@ -136,6 +152,9 @@ class Client:
         #: Stanzas received (message/presence/iq), the client's own h.
         self.handled = 0
         self.closed_tag = False
+        self._connect(stream)
+
+    def _connect(self, stream: ServerStream) -> None:
         stream.makeConnection(self.transport)
 
     # -- writing ---------------------------------------------------------------------------
@@ -215,6 +234,31 @@ class Client:
     def close(self) -> None:
         """The client closes its stream cleanly and the connection ends."""
         self.send("</stream:stream>")
+        self.stream.connectionLost(Failure(ConnectionDone()))
+
+
+class WsClient(Client):
+    """A client over a WebSocket link: each message the server writes is parsed
+    as a document of its own (RFC 7395), and the stream ends with <close/>."""
+
+    def __init__(self, world: World, stream: ServerStream, link: MessageLink) -> None:
+        self.link = link
+        super().__init__(world, stream)
+
+    def _connect(self, stream: ServerStream) -> None:
+        self.transport = self.link
+        stream.makeConnection(self.link)
+
+    def _pump(self) -> None:
+        new, self._read = self.link.messages[self._read:], len(self.link.messages)
+        for message in new:
+            el = ET.fromstring(message)
+            if el.tag == f"{{{FRAMING_NS}}}close":
+                self.closed_tag = True
+            self._pending.append(el)
+
+    def close(self) -> None:
+        self.send(f"<close xmlns='{FRAMING_NS}'/>")
         self.stream.connectionLost(Failure(ConnectionDone()))
 
 
