@@ -76,6 +76,7 @@ def _copy(source: Engine, src: Any, target: Engine, dst: Any, tables: Sequence[s
         control = src.cursor()
         source.begin_snapshot(control)
         try:
+            _check_every_table_is_known(Transaction(control, source), tables)
             copied = {table: _copy_table(source, src, writer, table) for table in tables}
         finally:
             source.rollback(control)
@@ -89,6 +90,15 @@ def _copy(source: Engine, src: Any, target: Engine, dst: Any, tables: Sequence[s
         target.rollback(out)
         raise
     return copied
+
+
+def _check_every_table_is_known(txn: Transaction, tables: Sequence[str]) -> None:
+    """A table of the source that no migration creates would be left behind: refuse."""
+    txn.execute(txn.engine.table_names_sql())
+    unknown = sorted({str(row[0]) for row in txn.fetchall()} - set(tables) - {"schema_version"})
+    if unknown:
+        raise StorageError(f"the source has tables no migration creates, which would not be copied: "
+                           f"{', '.join(unknown)}")
 
 
 def _count(txn: Transaction, table: str) -> int:

@@ -154,11 +154,6 @@ class Transaction:
     def rowcount(self) -> int:
         return int(self._cursor.rowcount)
 
-    @property
-    def column_names(self) -> list[str]:
-        """The names of the last query's columns."""
-        return [str(d[0]) for d in self._cursor.description or ()]
-
 
 class _RunWithSavepoints(Exception):
     """The transaction was aborted by a violation its function caught."""

@@ -78,7 +78,7 @@ class PostgresPool:
             try:
                 with conn.cursor() as cursor:
                     result = interaction(cursor, *args, **kwargs)
-                if conn.info.transaction_status == _in_error():
+                if conn.info.transaction_status == self._engine.module.pq.TransactionStatus.INERROR:
                     # COMMIT would answer ROLLBACK without an error: never report that as done.
                     raise self._engine.module.InternalError("the transaction failed and was rolled back")
                 committing = True
@@ -122,8 +122,3 @@ class PostgresPool:
         with self._lock:
             self._idle.append(conn)
 
-
-def _in_error() -> Any:
-    from psycopg.pq import TransactionStatus
-
-    return TransactionStatus.INERROR

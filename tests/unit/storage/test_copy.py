@@ -148,3 +148,14 @@ async def test_copy_to_itself_is_refused(storage: Storage, storage_cfg: Config):
     with pytest.raises(StorageError, match="itself"):
         await copy_storage(storage_cfg, storage_cfg.storage.url, reactor)
     assert engine_for(storage_cfg).describe()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_table_no_migration_knows_is_not_silently_left_behind(storage: Storage, storage_cfg: Config,
+                                                                      target_url: str):
+    """The copy refuses a source with a table of its own (made by hand, or by a
+    migration the copy does not read), rather than leave it out."""
+    await storage.database.run_interaction("t", lambda txn: txn.execute("CREATE TABLE extra_notes (x TEXT)"))
+    storage.close()
+    with pytest.raises(StorageError, match="extra_notes"):
+        await copy_storage(storage_cfg, target_url, reactor)
