@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -17,12 +18,13 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from fedxmpp import features, privileges
+from fedxmpp import features, keys, privileges
 from fedxmpp.admin import server as admin_server
 from fedxmpp.admin.adhoc import AdHocCommands
 from fedxmpp.admin.logs import LogLevels
 from fedxmpp.admin.metrics import MetricsResource, ReactorLag, metrics_root, registry
 from fedxmpp.admin.status import SessionClock
+from fedxmpp.c2s import scram
 from fedxmpp.c2s.csi import ClientStateIndication
 from fedxmpp.c2s.context import C2SContext
 from fedxmpp.c2s.service import C2SFactory, direct_tls_factory
@@ -40,6 +42,7 @@ from fedxmpp.im.sessions import SessionManager
 from fedxmpp.proxy65.service import Proxy65
 from fedxmpp.muc.service import MucService
 from fedxmpp.router import Router
+from fedxmpp.s2s.dialback import DialbackKeys
 from fedxmpp.s2s.resolver import S2SResolver
 from fedxmpp.s2s.service import Federation, ListenError
 from fedxmpp.storage import Storage, StorageError, open_storage
@@ -160,6 +163,7 @@ class FedXmpp(MultiService):
             self.ports.append(admin_server.listen(self.reactor, self.config.server.admin_socket, self))
         except admin_server.AdminSocketInUse as e:
             raise StartupError(f"{self.config.source}: server.admin_socket: {e}") from None
+        self._use_server_secret()
         # What hibernating sessions held when the server last died goes to offline
         # storage or back to its senders, before anyone can log in.
         await self.c2s.sm.recover()
@@ -241,6 +245,17 @@ class FedXmpp(MultiService):
         if os.geteuid() == 0:
             log.warn("fedxmpp runs as root: set [server] user, or run it as an unprivileged user "
                      "(etc/fedxmpp.service shows how)")
+
+    def _use_server_secret(self) -> None:
+        server = self.config.server
+        given = server.secret_file != Path()
+        path = server.secret_file if given else server.data_dir / "server.key"
+        try:
+            secret = keys.load(path, create=not given)
+        except keys.SecretError as e:
+            raise StartupError(f"{self.config.source}: server.secret_file: {e}") from None
+        self.s2s.ctx.keys = DialbackKeys(keys.derive(secret, "dialback"))
+        scram.use_secret(keys.derive(secret, "scram-unknown-users"))
 
     def _failed_to_start(self, failure: Any) -> None:
         if failure.check(StartupError):

@@ -44,6 +44,11 @@ class ServerConfig:
     # Bare JIDs of the hosted domains' users who may run the XEP-0133 service
     # administration commands (XEP-0050 ad-hoc commands).
     admins: tuple[str, ...] = ()
+    # The server's secret, from which dialback keys and the SCRAM answers for
+    # unknown users are derived.  Empty means "<data_dir>/server.key", created on
+    # first start; a path given here must exist (give every node of a cluster
+    # the same file).
+    secret_file: Path = Path()
     # Started as root: the user (and group; empty = the user's own) to switch to
     # once every listener is bound.  Empty: no switch.
     user: str = ""

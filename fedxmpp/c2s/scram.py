@@ -32,8 +32,17 @@ HASHES: Final[dict[str, HashName]] = {"SCRAM-SHA-256": "sha-256", "SCRAM-SHA-1":
 
 CredentialLookup = Callable[[str], Awaitable["ScramCredentials | None"]]
 
-# Keys the fake credentials of unknown users; fresh for each process.
+# Keys the fake credentials of unknown users: fresh for each process until the
+# server's secret is known (use_secret), so that they stay the same across
+# restarts and nodes, as a real account's do.
 _PROCESS_SECRET: Final = os.urandom(32)
+_secret: bytes = _PROCESS_SECRET
+
+
+def use_secret(secret: bytes) -> None:
+    """Key the credentials shown for unknown users with *secret* from now on."""
+    global _secret
+    _secret = secret
 
 _CB_NAME = re.compile(r"[A-Za-z0-9.\-]+")
 # RFC 5802 'printable': %x21-2B / %x2D-7E (no comma).
@@ -77,7 +86,7 @@ class ScramMechanism:
                  channel_bindings: Mapping[str, bytes], plus_offered: bool,
                  fake_iterations: int,
                  nonce: Callable[[], str] = _random_nonce,
-                 secret: bytes = _PROCESS_SECRET) -> None:
+                 secret: bytes | None = None) -> None:
         base = name.removesuffix("-PLUS")
         if base not in HASHES:
             raise KeyError(name)
@@ -92,7 +101,7 @@ class ScramMechanism:
         self._plus_offered = plus_offered
         self._fake_iterations = fake_iterations
         self._make_nonce = nonce
-        self._secret = secret
+        self._secret = secret if secret is not None else _secret
         self._state = "first"
         self._asked = False
         # Set by the client-first message:

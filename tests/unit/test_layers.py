@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "fedxmpp"
 # the version.
 LAYERS = {
     "": 0, "config": 0, "xml": 0, "hooks": 0, "compat": 0, "chains": 0,
-    "privileges": 0,
+    "privileges": 0, "keys": 0,
     "storage": 1, "tls": 1,
     "stream": 2, "session": 2, "router": 2,
     "c2s": 3, "s2s": 3, "component": 3, "http": 3, "im": 3, "features": 3, "muc": 3, "upload": 3, "proxy65": 3,
