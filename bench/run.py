@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -92,6 +93,7 @@ class Phase:
     rate: float | None = None
     lat_ms: list[float] = field(default_factory=list)
     srv_cpu: float | None = None
+    db_cpu: float | None = None
     cli_cpu: float | None = None
     other_cpu: float | None = None
     failures: int = 0
@@ -104,7 +106,7 @@ class Phase:
             "rate_per_s": round(self.rate, 1) if self.rate is not None else None,
             "latency_ms": {"p50": _r(pct(lat, 50)), "p99": _r(pct(lat, 99)), "max": _r(max(lat) if lat else None),
                            "mean": _r(statistics.fmean(lat) if lat else None)} if lat else None,
-            "server_cpu_s": _r(self.srv_cpu), "client_cpu_s": _r(self.cli_cpu),
+            "server_cpu_s": _r(self.srv_cpu), "database_cpu_s": _r(self.db_cpu), "client_cpu_s": _r(self.cli_cpu),
             "other_cpu_s": _r(self.other_cpu),
             "failures": self.failures, "notes": self.notes,
         }
@@ -130,6 +132,8 @@ class Bench:
         self.login_started: dict[int, float] = {}
         self.nodelay: set[bool | None] = set()
         self.tls_versions: set[str] = set()
+        # CPU seconds of a database server's processes (PostgreSQL), when there is one.
+        self.db_cpu: Callable[[], float] | None = None
 
     # -- measuring a phase -------------------------------------------------------------
 
@@ -137,14 +141,16 @@ class Bench:
         p = Phase(name)
         self.phases.append(p)
         self._busy0 = machine_busy()
+        self._db0 = self.db_cpu() if self.db_cpu is not None else 0.0
         return p, time.perf_counter(), self.server.cpu_seconds(), client_cpu()
 
     def end(self, p: Phase, t0: float, s0: float, c0: float) -> None:
         p.wall = time.perf_counter() - t0
         p.srv_cpu = self.server.cpu_seconds() - s0
         p.cli_cpu = client_cpu() - c0
+        p.db_cpu = self.db_cpu() - self._db0 if self.db_cpu is not None else None
         # Everything else on the machine (other processes, kernel work not charged to us).
-        p.other_cpu = max(0.0, machine_busy() - self._busy0 - p.srv_cpu - p.cli_cpu)
+        p.other_cpu = max(0.0, machine_busy() - self._busy0 - p.srv_cpu - p.cli_cpu - (p.db_cpu or 0.0))
 
     # -- stanzas of bound clients ---------------------------------------------------------
 
@@ -578,7 +584,7 @@ def report(bench: Bench | None, info: dict) -> None:
           f"login-concurrency={a['concurrency']} sessions-for-memory={a['sessions_for_memory']} "
           f"scram_iterations={a['scram_iterations']} roster={a['roster']} "
           f"presence-updates={a['presence_updates']}  (client and server share the machine)")
-    print(f"load average before the run: {info['loadavg_before']}")
+    print(f"load average before the run: {info['loadavg_before']}; storage: {info['storage']}")
     prov = info["provision"]
     print(f"provisioning: {prov['accounts']} accounts with 'fedxmpp import-users' in {prov['seconds']:.2f} s "
           f"= {prov['accounts_per_s']:.1f} accounts/s; server ready in {info['server']['start_s']:.2f} s")
@@ -600,6 +606,13 @@ def report(bench: Bench | None, info: dict) -> None:
     for p in bench.phases:
         for note in p.notes:
             print(f"  {p.name}: {note}")
+    for p in bench.phases:
+        if p.name.startswith("messages") and p.count and p.srv_cpu is not None:
+            line = f"  {p.name}: server CPU per message {p.srv_cpu / p.count * 1e6:.0f} µs (fedxmpp)"
+            if p.db_cpu is not None:
+                line += (f" + {p.db_cpu / p.count * 1e6:.0f} µs (PostgreSQL)"
+                         f" = {(p.srv_cpu + p.db_cpu) / p.count * 1e6:.0f} µs")
+            print(line)
     mem = bench.memory
     print()
     line = f"server RSS: start {mem['rss_start_kib'] / 1024:.1f} MiB, 0 sessions (after 1 warm-up login) " \
@@ -627,8 +640,10 @@ def log_counts(server: BenchServer) -> tuple[int, int]:
     return text.count("Traceback (most recent call last)"), text.count("Stream error ")
 
 
-async def amain(args: argparse.Namespace, server: BenchServer, info: dict) -> Bench:
+async def amain(args: argparse.Namespace, server: BenchServer, info: dict,
+                db_cpu: Callable[[], float] | None = None) -> Bench:
     bench = Bench(args, server)
+    bench.db_cpu = db_cpu
     try:
         await bench.run()
     finally:
@@ -661,6 +676,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="presence phases: contacts per user, rounded down to even (default 20; 0 = skip)")
     ap.add_argument("--presence-updates", type=int, default=5,
                     help="presence updates each client broadcasts in the presence phase (default 5)")
+    ap.add_argument("--storage", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="the server's storage: SQLite in its data directory (default), or a PostgreSQL "
+                         "server of the run's own (initdb + pg_ctl, as tests/pgserver.py; its CPU is "
+                         "reported in the srv CPU figures' 'db' column and per message)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (config, data, log)")
     ap.add_argument("--profile", metavar="FILE", type=Path,
@@ -689,11 +708,19 @@ def main(argv: list[str] | None = None) -> int:
     venv = Path(sys.executable).parent
     if not (venv / "twistd").exists():
         venv = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+    postgres = None
+    if args.storage == "postgresql":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests import pgserver
+
+        print("starting PostgreSQL ...", flush=True)
+        postgres = pgserver.start(durable=True)
     server = BenchServer(venv, scram_iterations=args.scram_iterations, keep=args.keep,
-                         profile=args.profile.resolve() if args.profile else None)
+                         profile=args.profile.resolve() if args.profile else None,
+                         storage_url=postgres.create_database("bench") if postgres is not None else None)
     with open("/proc/loadavg") as f:
         loadavg = " ".join(f.read().split()[:3])
-    info: dict = {"machine": machine(), "loadavg_before": loadavg, "params": {
+    info: dict = {"machine": machine(), "loadavg_before": loadavg, "storage": args.storage, "params": {
         "clients": args.clients, "messages": args.messages, "window": args.window, "concurrency": args.concurrency,
         "sessions_for_memory": max(args.sessions_for_memory, args.clients), "scram_iterations": args.scram_iterations,
         "roster": args.roster, "presence_updates": args.presence_updates},
@@ -711,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         info["server"]["pid"] = server.pid
         print("running phases ...", flush=True)
         try:
-            bench = asyncio.run(amain(args, server, info))
+            bench = asyncio.run(amain(args, server, info, postgres.cpu_seconds if postgres is not None else None))
         finally:
             if server.proc is not None and server.proc.poll() is None:
                 info["server"]["threads"] = server.threads()
@@ -729,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept {server.dir}")
         server.cleanup()
+        if postgres is not None:
+            postgres.stop()
     info["server"].setdefault("threads", "?")
     if "provision" in info and "start_s" in info["server"]:
         report(bench, info)

@@ -34,7 +34,7 @@ class ServerError(Exception):
 
 class BenchServer:
     def __init__(self, venv_bin: Path, *, scram_iterations: int = 4096, keep: bool = False,
-                 profile: Path | None = None) -> None:
+                 profile: Path | None = None, storage_url: str | None = None) -> None:
         self.bin = venv_bin
         self.keep = keep
         self.profile = profile
@@ -71,6 +71,9 @@ max_stanza_size = 262144
 max_depth = 64
 max_send_buffer = 33554432
 """)
+        if storage_url is not None:
+            with open(self.config, "a") as f:
+                f.write(f'\n[storage]\nurl = "{storage_url}"\n')
 
     @property
     def cert_file(self) -> Path:

@@ -157,6 +157,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--nameserver", metavar="ADDRESS[:PORT]", action="append",
                      help="DNS server to ask, may be repeated (default: s2s.nameservers, else the system's)")
 
+    sub = command("migrate-storage", cmd_migrate_storage,
+                  "copy everything in the configured storage (storage.url) to the database at URL, "
+                  "which must be empty; stop the server first")
+    sub.add_argument("--to", required=True, metavar="URL",
+                     help="sqlite:///PATH or postgresql://USER@HOST/DATABASE")
+    sub.add_argument("--overwrite", action="store_true",
+                     help="delete what the target database holds before copying")
+
     command("status", cmd_status, "show the running server's version, uptime and sessions by kind")
     command("connected", cmd_connected, "list the running server's client sessions, one per line: "
             "full JID, address, since, TLS, stream management")
@@ -209,6 +217,35 @@ def cmd_deluser(cfg: Config, args: argparse.Namespace) -> int:
         return f"deleted {user}@{domain}; the running server ended its {answer['sessions']} session(s)"
 
     print(run_async(work))
+    return 0
+
+
+def cmd_migrate_storage(cfg: Config, args: argparse.Namespace) -> int:
+    """Refuses while the server runs: what it wrote after the copy's snapshot would be left behind."""
+    from fedxmpp.config import storage_url_problem
+    from fedxmpp.storage.copy import TargetNotEmpty, copy_storage
+    from fedxmpp.storage.postgres import redact
+
+    problem = storage_url_problem(args.to)
+    if problem:
+        raise CommandError(f"--to: {problem}")
+
+    def progress(table: str, rows: int) -> None:
+        print(f"{table}: {rows} rows", flush=True)
+
+    async def work(reactor: Any) -> dict[str, int]:
+        try:
+            await admin_client.call(reactor, cfg.server.admin_socket, Status)
+        except admin_client.ServerNotRunning:
+            return await copy_storage(cfg, args.to, reactor, overwrite=args.overwrite, progress=progress)
+        raise CommandError(f"the server is running (it answers on {str(cfg.server.admin_socket)!r}): "
+                           "stop it first, so that nothing it writes during the copy is left behind")
+
+    try:
+        counts = run_async(work)
+    except TargetNotEmpty as e:
+        raise CommandError(f"{e}; nothing was copied (--overwrite replaces what it holds)") from None
+    print(f"copied {sum(counts.values())} rows in {len(counts)} tables to {redact(args.to)}")
     return 0
 
 

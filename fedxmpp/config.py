@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -58,6 +59,8 @@ class ServerConfig:
 class StorageConfig:
     # Empty means "sqlite in data_dir", filled in by load().
     url: str = ""
+    # PostgreSQL: connections (and threads running transactions) at most.
+    pool_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -782,10 +785,11 @@ def _validate(source: str, section: str, obj: Any) -> None:
             except PrivilegeError as e:
                 raise bad("group" if "group" in str(e) else "user", str(e)) from None
     elif isinstance(obj, StorageConfig):
-        if obj.url and not obj.url.startswith("sqlite:///"):
-            raise bad("url", f"unsupported storage {obj.url.split(':', 1)[0]!r} (supported: sqlite:///PATH)")
-        if obj.url == "sqlite:///":
-            raise bad("url", "names no database file")
+        problem = storage_url_problem(obj.url) if obj.url else None
+        if problem:
+            raise bad("url", problem)
+        if not 1 <= obj.pool_size <= 1000:
+            raise bad("pool_size", "must be between 1 and 1000")
     elif isinstance(obj, AuthConfig):
         if not 4096 <= obj.scram_iterations <= 10_000_000:
             raise bad("scram_iterations", "must be between 4096 (RFC 7677) and 10000000")
@@ -1159,6 +1163,27 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError("has a port outside 1 to 65535")
     return host, port
+
+
+def storage_url_problem(url: str) -> str | None:
+    """What is wrong with a ``storage.url`` (never quoting its password), or None."""
+    scheme = url.split(":", 1)[0]
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///"):
+            return "must be sqlite:///PATH"
+        return "names no database file" if url == "sqlite:///" else None
+    if scheme not in ("postgresql", "postgres"):
+        return f"unsupported storage {scheme!r} (supported: sqlite:///PATH, postgresql://USER@HOST/DATABASE)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        return f"is not a PostgreSQL URL ({e})"
+    if not url.startswith(f"{scheme}://"):
+        return "must be postgresql://USER@HOST/DATABASE"
+    if parts.fragment:
+        return "must not have a #fragment"
+    return None
 
 
 def _derive(cfg: Config) -> Config:

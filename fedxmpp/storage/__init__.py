@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
+from twisted.logger import Logger
+
 from fedxmpp.storage.accounts import SqlAccountStore
 from fedxmpp.storage.archive import (
     ArchivedMessage,
@@ -27,7 +29,7 @@ from fedxmpp.storage.archive import (
     make_archive_id,
 )
 from fedxmpp.storage.credentials import CredentialSet, HashName, ScramCredentials
-from fedxmpp.storage.database import Database
+from fedxmpp.storage.database import Database, Engine
 from fedxmpp.storage.errors import (
     AccountError,
     AccountExists,
@@ -49,6 +51,8 @@ from fedxmpp.storage.sqlite import SqliteEngine
 
 if TYPE_CHECKING:
     from fedxmpp.config import Config
+
+log = Logger()
 
 __all__ = [
     "AccountBundle", "AccountError", "AccountExists", "AccountStore", "ArchiveEntry", "ArchivePage", "ArchivePrefs",
@@ -326,22 +330,33 @@ async def open_storage(cfg: Config, reactor: Any) -> Storage:
     ``callFromThread`` (any Twisted reactor, including the asyncio one).
     Raises :class:`StorageError` if the database cannot be opened or migrated.
     """
-    path = cfg.sqlite_path
-    if path is None:
-        raise StorageError(f"unsupported storage url {cfg.storage.url!r}")
     _make_private_dir(cfg.server.data_dir)
-    engine = SqliteEngine(path)
+    engine = engine_for(cfg)
     engine.prepare_location()
     database = Database(engine, reactor)
     try:
-        await database.migrate(load_migrations())
+        version = await database.migrate(load_migrations())
     except BaseException:
         database.close()
         raise
+    log.info("Storage: {where} (schema version {version})", where=engine.describe(), version=version)
     accounts = SqlAccountStore(database, reactor, iterations=cfg.auth.scram_iterations)
     return Storage(database, accounts, SqlRosterStore(database), SqlOfflineStore(database),
                    SqlKeyValStore(database), SqlArchiveStore(database), SqlPubsubStore(database), SqlPendingStore(database),
                    muc=SqlMucStore(database), push=SqlPushStore(database))
+
+
+def engine_for(cfg: Config, url: str | None = None) -> Engine:
+    """The engine of *url* (default ``cfg.storage.url``); :class:`StorageError` if
+    it names none."""
+    url = cfg.storage.url if url is None else url
+    if url.startswith("sqlite:///") and url != "sqlite:///":
+        return SqliteEngine(Path(url[len("sqlite:///"):]))
+    if url.startswith(("postgresql://", "postgres://")):
+        from fedxmpp.storage.postgres import PostgresEngine
+
+        return PostgresEngine(url, pool_size=cfg.storage.pool_size)
+    raise StorageError(f"unsupported storage url {url.split(':', 1)[0]!r}")
 
 
 def _make_private_dir(directory: Path) -> None:

@@ -29,6 +29,7 @@ DEFAULT_BUSY_TIMEOUT: Final = 10.0
 class SqliteEngine:
     name = "sqlite"
     module: ModuleType = sqlite3
+    aborts_on_error = False
 
     def __init__(self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.path = path
@@ -36,6 +37,9 @@ class SqliteEngine:
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
+
+    def scrub(self, text: str) -> str:
+        return text
 
     def prepare_location(self) -> None:
         """Create the database's directory (0700) and empty file (0600) if missing.
@@ -75,8 +79,33 @@ class SqliteEngine:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
 
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=self.busy_timeout,
+                               check_same_thread=False)
+        self._on_connect(conn)
+        return conn
+
     def begin(self, cursor: Any) -> None:
         cursor.execute("BEGIN IMMEDIATE")
 
+    def begin_exclusive(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")  # SQLite has one writer at a time anyway
+
+    def begin_snapshot(self, cursor: Any) -> None:
+        # In WAL mode a read transaction sees the database as of its first read.
+        cursor.execute("BEGIN DEFERRED")
+
+    def rollback(self, cursor: Any) -> None:
+        cursor.execute("ROLLBACK")
+
+    def streaming_cursor(self, connection: sqlite3.Connection) -> sqlite3.Cursor:
+        return connection.cursor()  # SQLite steps through a result as it is fetched
+
     def convert_sql(self, sql: str) -> str:
         return sql
+
+    def reset_id_sequence_sql(self, table: str) -> str | None:
+        return None  # AUTOINCREMENT continues after the largest id inserted
+
+    def table_names_sql(self) -> str:
+        return "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"

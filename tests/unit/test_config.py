@@ -54,6 +54,9 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
     ("[auth]\nscram_iterations = 1000\n", "auth.scram_iterations", "4096"),
     ("[auth]\nallow_plain = 1\n", "auth.allow_plain", "true or false"),
     ("[storage]\nurl = 'mysql://x'\n", "storage.url", "unsupported"),
+    ("[storage]\nurl = 'postgresql:db'\n", "storage.url", "postgresql://USER@HOST/DATABASE"),
+    ("[storage]\nurl = 'postgresql://u:pw@h:port/db'\n", "storage.url", "not a PostgreSQL URL"),
+    ("[storage]\npool_size = 0\n", "storage.pool_size", "between 1 and 1000"),
     ("[server\n", "", "not valid TOML"),
 ])
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, key, words):
@@ -66,6 +69,16 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, key, words):
     assert message.startswith(str(path) + ":")
     assert key in message
     assert words in message
+
+
+def test_postgresql_url_is_accepted_and_errors_never_quote_its_password(tmp_path):
+    """storage.url may name a PostgreSQL database; a bad one is reported without the password."""
+    cfg = config.load(write(tmp_path, "[storage]\nurl = 'postgresql://fx:pw@127.0.0.1:5432/fx'\npool_size = 4\n"))
+    assert cfg.storage.url == "postgresql://fx:pw@127.0.0.1:5432/fx" and cfg.storage.pool_size == 4
+    assert cfg.sqlite_path is None
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, "[storage]\nurl = 'postgresql://fx:Hidden-Marker@h:x/fx'\n"))
+    assert "Hidden-Marker" not in str(info.value)
 
 
 def test_missing_file_is_reported(tmp_path):

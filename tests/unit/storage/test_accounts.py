@@ -14,6 +14,7 @@ from fedxmpp.storage import AccountExists, AccountStore, NoSuchAccount
 from fedxmpp.storage.credentials import InvalidPassword, derive_all, verify_password
 
 from tests.unit.conftest import TEST_ITERATIONS
+from tests.unit.storage.conftest import sqlite_only
 
 
 def test_sql_store_satisfies_the_protocol():
@@ -61,6 +62,7 @@ async def test_credentials_per_hash(storage):
     assert await storage.accounts.scram_credentials("bob", "example.test", "sha-256") is None
 
 
+@sqlite_only
 @pytest_twisted.ensureDeferred
 async def test_password_is_never_stored(storage, storage_cfg):
     """Neither the password nor any column other than salt/iterations/keys is
@@ -103,16 +105,14 @@ async def test_set_password(storage):
 
 
 @pytest_twisted.ensureDeferred
-async def test_delete_removes_account_and_credentials(storage, storage_cfg):
+async def test_delete_removes_account_and_credentials(storage):
     """delete removes the account and (by cascade) its credential rows;
     deleting again raises NoSuchAccount."""
     await storage.accounts.create("alice", "example.test", "pw")
     await storage.accounts.delete("alice", "example.test")
     assert not await storage.accounts.exists("alice", "example.test")
     assert await storage.accounts.scram_credentials("alice", "example.test", "sha-1") is None
-    conn = sqlite3.connect(storage_cfg.sqlite_path)
-    assert conn.execute("SELECT COUNT(*) FROM scram_credentials").fetchone()[0] == 0
-    conn.close()
+    assert await storage.database.run_interaction("count", _count_txn, "scram_credentials") == 0
     with pytest.raises(NoSuchAccount):
         await storage.accounts.delete("alice", "example.test")
 
@@ -176,3 +176,8 @@ async def test_pbkdf2_never_runs_on_the_reactor_thread(storage, monkeypatch):
     await a.check_password("nobody", "example.test", "pw")
     assert len(threads) == 5
     assert threading.main_thread() not in threads
+
+
+def _count_txn(txn, table: str) -> int:
+    txn.execute(f"SELECT COUNT(*) FROM {table}")
+    return txn.fetchone()[0]

@@ -1,4 +1,5 @@
-"""The SQLite engine, transactions and schema migrations."""
+"""The engines, transactions and schema migrations (each test on each engine
+unless it is about SQLite itself)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,23 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from fedxmpp.storage import StorageError, open_storage
+from fedxmpp.storage import StorageError, engine_for, open_storage
 from fedxmpp.storage.database import Database, Transaction
 from fedxmpp.storage.errors import ConstraintViolation, SchemaError
 from fedxmpp.storage.schema import Migration, load_migrations
-from fedxmpp.storage.sqlite import SqliteEngine
+
+from tests.unit.storage.conftest import sqlite_only
 
 
 def _pragma_txn(txn: Transaction, name: str) -> object:
     txn.execute(f"PRAGMA {name}")
     row = txn.fetchone()
     return row[0] if row else None
+
+
+def _all_txn(txn: Transaction, sql: str) -> list[tuple]:
+    txn.execute(sql)
+    return txn.fetchall()
 
 
 def test_migrations_are_numbered_from_one():
@@ -52,6 +59,7 @@ def test_engine_specific_statements_replace_the_default():
     assert m.statements_for("sqlite") == ("CREATE TABLE t (b BLOB)",)
 
 
+@sqlite_only
 @pytest_twisted.ensureDeferred
 async def test_open_creates_private_files_and_uses_wal(storage_cfg):
     """open_storage creates the data directory 0700 and the database 0600, in WAL
@@ -77,9 +85,11 @@ async def test_migrations_apply_once(storage_cfg):
     for _ in range(2):
         storage = await open_storage(storage_cfg, reactor)
         storage.close()
-    conn = sqlite3.connect(storage_cfg.sqlite_path)
-    rows = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    conn.close()
+    storage = await open_storage(storage_cfg, reactor)
+    try:
+        rows = await storage.database.run_interaction("t", _all_txn, "SELECT version FROM schema_version ORDER BY version")
+    finally:
+        storage.close()
     assert [r[0] for r in rows] == [m.version for m in load_migrations()]
 
 
@@ -87,20 +97,19 @@ async def test_migrations_apply_once(storage_cfg):
 async def test_newer_schema_is_refused(storage_cfg):
     """A database migrated by a newer fedxmpp raises SchemaError instead of being used."""
     storage = await open_storage(storage_cfg, reactor)
+    await storage.database.run_interaction(
+        "t", lambda txn: txn.execute("INSERT INTO schema_version VALUES (999, 'future', 0)"))
     storage.close()
-    conn = sqlite3.connect(storage_cfg.sqlite_path)
-    conn.execute("INSERT INTO schema_version VALUES (999, 'future', 0)")
-    conn.commit()
-    conn.close()
     with pytest.raises(SchemaError, match="999"):
         await open_storage(storage_cfg, reactor)
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_later_migration_applies_on_open(tmp_path):
+async def test_a_later_migration_applies_on_open(storage_cfg):
     """A database at version 1 gets version 2 applied when it appears: how a new
     store adds its tables."""
-    engine = SqliteEngine(tmp_path / "db.sqlite3")
+    storage_cfg.server.data_dir.mkdir()
+    engine = engine_for(storage_cfg)
     engine.prepare_location()
     first = [Migration(1, "one", ("CREATE TABLE one (x INTEGER)",))]
     db = Database(engine, reactor)
@@ -148,15 +157,17 @@ async def test_closed_database_refuses_work(storage):
         await storage.accounts.exists("u", "d")
 
 
+@sqlite_only
 @pytest_twisted.ensureDeferred
 async def test_unsupported_url_is_a_storage_error(storage_cfg):
-    """Only sqlite:/// URLs are supported for now."""
+    """Only sqlite:/// and postgresql:// URLs are supported."""
     cfg = dataclasses.replace(storage_cfg, storage=dataclasses.replace(storage_cfg.storage,
-                                                                       url="postgres://x/y"))
+                                                                       url="mysql://x/y"))
     with pytest.raises(StorageError, match="unsupported"):
         await open_storage(cfg, reactor)
 
 
+@sqlite_only
 @pytest_twisted.ensureDeferred
 async def test_uncreatable_directory_is_a_storage_error(storage_cfg, tmp_path):
     """A database directory that cannot be created gives StorageError naming it."""
@@ -168,6 +179,7 @@ async def test_uncreatable_directory_is_a_storage_error(storage_cfg, tmp_path):
         await open_storage(cfg, reactor)
 
 
+@sqlite_only
 @pytest_twisted.ensureDeferred
 async def test_writer_in_another_connection_is_waited_for(storage, storage_cfg):
     """While another process (the admin command) holds the write lock, a write
@@ -187,3 +199,53 @@ async def test_writer_in_another_connection_is_waited_for(storage, storage_cfg):
     await storage.accounts.create("server", "example.test", "pw")
     assert released.is_set()
     assert await storage.accounts.list_users("example.test") == ["cli", "server"]
+
+
+def _insert_skipping_violations_txn(txn: Transaction, users: list[str]) -> int:
+    stored = 0
+    for user in users:
+        try:
+            txn.execute("INSERT INTO accounts (domain, username, created_ts) VALUES ('d', ?, 0)", (user,))
+        except ConstraintViolation:
+            continue
+        stored += 1
+    txn.execute("SELECT COUNT(*) FROM accounts")
+    assert txn.fetchone() == (stored,)
+    return stored
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_caught_violation_undoes_only_its_statement(storage):
+    """A *_txn function that catches a ConstraintViolation and goes on keeps the
+    transaction's other writes (on PostgreSQL, where the failed statement aborts
+    the transaction, by running it again with a savepoint per statement)."""
+    stored = await storage.database.run_interaction(
+        "t", _insert_skipping_violations_txn, ["a", "b", "a", "c", "b"])
+    assert stored == 3
+    rows = await storage.database.run_interaction("t", _all_txn, "SELECT username FROM accounts ORDER BY username")
+    assert rows == [("a",), ("b",), ("c",)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_read_then_write_transactions_act_one_after_another(storage):
+    """Many roster writes for one user at once (read the version, write version + 1)
+    give every version once, as if they ran one at a time: on PostgreSQL several
+    connections run them together, and SERIALIZABLE with retries keeps the result."""
+    from twisted.internet.defer import gatherResults
+
+    from fedxmpp.storage import RosterItem
+
+    await storage.accounts.create("alice", "example.test", "pw")
+    writes = [storage.roster.set_item("alice", "example.test",
+                                      RosterItem(f"c{i}@example.test", None, "none", False, False, ()))
+              for i in range(24)]
+    versions = await gatherResults([_deferred(w) for w in writes])
+    assert sorted(versions) == list(range(1, 25))
+    version, items = await storage.roster.get_roster("alice", "example.test")
+    assert version == 24 and len(items) == 24
+
+
+def _deferred(coroutine):
+    from twisted.internet.defer import Deferred
+
+    return Deferred.fromCoroutine(coroutine)
